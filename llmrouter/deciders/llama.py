@@ -1,0 +1,253 @@
+"""The in-process decider: llama.cpp reads the request on a warm prompt prefix and scores the routes.
+
+Per request only the request's own tokens and a short suffix are evaluated: the constant prefix
+(instructions, routes, examples) stays in the KV cache, and is saved to disk so a cold start loads
+it instead of evaluating it again. Routes are scored from the logits (see route_trie), which gives
+the decision and its confidence in one forward pass for most tables. `mode="generate"` and
+`explain=True` use Outlines for constrained generation on the same warm prefix.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llmrouter.config import RouterSettings, RouteTable, user_dir
+from llmrouter.deciders.base import Verdict
+from llmrouter.deciders.route_trie import build_trie, passes_needed, score_routes
+from llmrouter.errors import ConfigError, DeciderError, ModelError
+from llmrouter.prompts import TRUNCATION_MARKER, RouterPrompt, precap_text, truncate_tokens
+from llmrouter.types import Timings
+
+# OpenMP threads that spin-wait make llama.cpp 10-30x slower when another process is busy; a
+# passive wait keeps latency predictable. Must be set before the OpenMP runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+REASON_TOKENS = 48
+
+
+def load_llama(model_path: Path, settings: RouterSettings, **extra: object):
+    """A llama_cpp.Llama for the router, quiet, with the configured threads."""
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelError(f"llama-cpp-python is not importable: {exc}", hint="run `make install`") from None
+    try:
+        return llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=settings.context_size,
+            n_batch=settings.batch_size,
+            n_threads=settings.threads,
+            n_threads_batch=settings.threads_batch or settings.threads,
+            n_gpu_layers=settings.gpu_layers,
+            logits_all=False,
+            seed=0,
+            verbose=False,
+            **extra,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load router model {model_path}: {exc}") from None
+
+
+class LlamaDecider:
+    """Scores a route table's routes with a local GGUF model. Not thread-safe: one per thread."""
+
+    name = "llama"
+
+    def __init__(
+        self,
+        model_path: Path,
+        model_id: str,
+        settings: RouterSettings,
+        table: RouteTable,
+        prompt: RouterPrompt,
+        family: str = "chatml",
+        kv_dir: Path | None = None,
+    ) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.settings, self.table, self.prompt, self.model_id = settings, table, prompt, model_id
+        self.mode = settings.mode
+        self.llm = load_llama(model_path, settings)
+        self._ctx = self.llm._ctx.ctx
+        self.n_vocab = self.llm.n_vocab()
+        self.lock = threading.Lock()
+
+        rendered = prompt.render(table, examples_per_route=settings.examples_per_route, family=family)
+        self.prefix = self._tok(rendered.prefix, bos=True, special=True)
+        self.suffix = self._tok(rendered.suffix, special=True)
+        end = self._tok(rendered.end_of_answer, special=True)
+        self.marker = self._tok(TRUNCATION_MARKER)
+        self.route_tokens = {n: self._route_tokens(n) for n in table.names}
+        try:
+            self.trie = build_trie({n: t + end[:1] for n, t in self.route_tokens.items()})
+        except ValueError as exc:
+            raise ConfigError(f"route names do not tokenize apart: {exc}") from None
+        self.extra_passes = passes_needed(self.trie)
+        need = len(self.prefix) + settings.max_request_tokens + len(self.suffix) + 64 + REASON_TOKENS
+        if need > settings.context_size:
+            raise ConfigError(
+                f"the router prompt needs {need} tokens of context but context_size is "
+                f"{settings.context_size}",
+                hint="raise [router] context_size, or lower examples_per_route / max_request_tokens",
+            )
+        self.prefix_source = self._warm_prefix(kv_dir)
+        self._outlines: object | None = None
+
+    # --- tokens --------------------------------------------------------------------------
+    def _tok(self, text: str, *, bos: bool = False, special: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
+
+    def _route_tokens(self, name: str) -> list[int]:
+        """A route name's tokens as they follow the suffix (tokenised in context)."""
+        both = self._tok(self._detok(self.suffix) + name, special=True)
+        if both[: len(self.suffix)] == self.suffix and len(both) > len(self.suffix):
+            return both[len(self.suffix):]
+        return self._tok(name)
+
+    def _detok(self, toks: list[int]) -> str:
+        return self.llm.detokenize(toks, special=True).decode("utf-8", errors="replace")
+
+    # --- the warm prefix -----------------------------------------------------------------
+    def _prefix_key(self) -> str:
+        import llama_cpp
+
+        blob = repr((self.model_id, self.prefix, llama_cpp.__version__, self.settings.context_size,
+                     self.settings.gpu_layers, self.settings.batch_size))
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def _warm_prefix(self, kv_dir: Path | None) -> str:
+        """Put the prefix in the KV cache: from disk if saved before, else evaluate and save it."""
+        path = (kv_dir / f"{self._prefix_key()}.kv") if kv_dir else None
+        if path and path.is_file() and self._load_prefix(path):
+            return "disk"
+        cpus = os.cpu_count() or 1
+        self._set_threads(self.settings.threads, max(cpus, self.settings.threads_batch or 1))
+        try:
+            self.llm.reset()
+            self.llm.eval(self.prefix)
+        finally:
+            self._set_threads(self.settings.threads, self.settings.threads_batch or self.settings.threads)
+        if path:
+            self._save_prefix(path)
+        return "computed"
+
+    def _set_threads(self, n: int, n_batch: int) -> None:
+        self._lib.llama_set_n_threads(self._ctx, n, n_batch)
+
+    def _save_prefix(self, path: Path) -> None:
+        lib = self._lib
+        size = lib.llama_state_seq_get_size(self._ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if lib.llama_state_seq_get_data(self._ctx, buf, size, 0) != size:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(bytes(buf))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache we cannot write only costs the next cold start some time
+
+    def _load_prefix(self, path: Path) -> bool:
+        lib = self._lib
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if lib.llama_state_seq_set_data(self._ctx, buf, len(data), 0) != len(data):
+            self.llm._ctx.kv_cache_clear()
+            path.unlink(missing_ok=True)
+            return False
+        n = len(self.prefix)
+        self.llm.input_ids[:n] = self.prefix
+        self.llm.n_tokens = n
+        return True
+
+    # --- deciding ------------------------------------------------------------------------
+    def encode_request(self, text: str) -> tuple[list[int], bool]:
+        """The request's tokens within the budget, and whether it was truncated."""
+        budget = self.settings.max_request_tokens
+        text, cut = precap_text(text, budget * 16)
+        toks = self._tok(text)
+        toks, cut2 = truncate_tokens(toks, budget, self.marker)
+        return toks, cut or cut2
+
+    def _logits(self) -> np.ndarray:
+        ptr = self._lib.llama_get_logits_ith(self._ctx, -1)
+        if not ptr:
+            raise DeciderError("llama.cpp returned no logits")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def _logits_after(self, path: list[int]) -> np.ndarray:
+        if path:
+            base = self.llm.n_tokens
+            self.llm.eval(path)
+            row = self._logits().copy()
+            self.llm.n_tokens = base  # roll back: the next eval drops the extra KV cells
+            return row
+        return self._logits()
+
+    def decide(self, text: str, *, explain: bool = False) -> Verdict:
+        with self.lock:
+            try:
+                return self._decide(text, explain)
+            except DeciderError:
+                raise
+            except Exception as exc:  # llama.cpp or Outlines failed: the router falls back
+                raise DeciderError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _decide(self, text: str, explain: bool) -> Verdict:
+        t0 = time.perf_counter()
+        req, truncated = self.encode_request(text)
+        t1 = time.perf_counter()
+        self.llm.n_tokens = len(self.prefix)
+        self.llm.eval(req + self.suffix)
+        t2 = time.perf_counter()
+        scores = score_routes(self.trie, self._logits_after)
+        route = max(scores, key=scores.__getitem__)
+        reason = None
+        if self.mode == "generate":
+            route = self._generate_route(req)
+        if explain:
+            reason = self._explain(route)
+        t3 = time.perf_counter()
+        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
+        return Verdict(
+            route=route,
+            scores=scores,
+            reason=reason,
+            truncated=truncated,
+            request_tokens=len(req),
+            timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2), decode_ms=ms(t2, t3),
+                            total_ms=ms(t0, t3)),
+            decider=f"llama-{self.mode}",
+        )
+
+    # --- Outlines: generated JSON and explanations ---------------------------------------
+    @property
+    def outlines(self):
+        if self._outlines is None:
+            from llmrouter.deciders.constrained import ConstrainedGenerator
+
+            self._outlines = ConstrainedGenerator(self.llm, self.model_id, self.table)
+        return self._outlines
+
+    def _generate_route(self, req: list[int]) -> str:
+        """Outlines-constrained JSON generation of the route (after the same prompt)."""
+        return self.outlines.generate_route(self.prefix + req + self.suffix)
+
+    def _explain(self, route: str) -> str:
+        """A short reason, generated under an Outlines regex after the decided route."""
+        prompt = self.llm.input_ids[: self.llm.n_tokens].tolist()  # prefix + request + suffix
+        return self.outlines.reason(prompt + self.route_tokens[route])

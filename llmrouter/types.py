@@ -1,0 +1,166 @@
+"""The data that crosses llmrouter's boundaries: requests in, decisions and completions out.
+
+All models are frozen pydantic models, so a Decision that left the router cannot be edited on its
+way to a provider, a cache or a log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmrouter.errors import RequestError
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+Source = Literal["model", "cache", "default", "rule"]
+
+
+def _check_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text is not valid Unicode (lone surrogate at position {exc.start}); "
+            "send UTF-8 text"
+        ) from None
+    return text
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content: text, an image, or anything else (kept as sent)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: str
+    text: str | None = None
+
+    _text_ok = field_validator("text")(lambda cls, v: v if v is None else _check_text(v))
+
+
+class Message(BaseModel):
+    """An OpenAI-style chat message. Unknown fields (tool calls, names...) are kept unchanged."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    role: Role
+    content: str | list[ContentPart] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_ok(cls, v: Any) -> Any:
+        return _check_text(v) if isinstance(v, str) else v
+
+    @property
+    def text(self) -> str:
+        """The message's text, with the text parts of a multi-part content joined by newlines."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.type == "text" and p.text)
+
+    @property
+    def has_image(self) -> bool:
+        return isinstance(self.content, list) and any(
+            p.type in ("image_url", "image", "input_image") for p in self.content
+        )
+
+
+class Request(BaseModel):
+    """What the router reads: chat messages plus routing metadata (surface, tier, session...)."""
+
+    model_config = ConfigDict(frozen=True)
+    messages: tuple[Message, ...]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("messages")
+    @classmethod
+    def _has_user_text(cls, v: tuple[Message, ...]) -> tuple[Message, ...]:
+        if not v:
+            raise ValueError("messages is empty")
+        if not any(m.role == "user" and (m.text.strip() or m.has_image) for m in v):
+            raise ValueError("no user message with text or an image")
+        return v
+
+    @classmethod
+    def of(cls, value: Any, **metadata: Any) -> Request:
+        """Build a Request from text, bytes (UTF-8), a list of messages, or a dict with 'messages'.
+
+        Raises RequestError with a readable message for anything else.
+        """
+        if isinstance(value, Request):
+            if not metadata:
+                return value
+            return value.model_copy(update={"metadata": {**value.metadata, **metadata}})
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RequestError(
+                    f"request bytes are not UTF-8 (bad byte at offset {exc.start})"
+                ) from None
+        if isinstance(value, str):
+            value = [{"role": "user", "content": value}]
+        elif isinstance(value, dict) and "messages" in value:
+            metadata = {**(value.get("metadata") or {}), **metadata}
+            value = value["messages"]
+        if not isinstance(value, (list, tuple)):
+            raise RequestError(
+                f"cannot route a {type(value).__name__}: pass text, messages, or a Request"
+            )
+        try:
+            return cls(messages=tuple(value), metadata=metadata)
+        except ValidationError as exc:
+            raise RequestError(_first_error(exc)) from None
+
+    @property
+    def text(self) -> str:
+        """The text the router decides on: the last user message with text."""
+        for m in reversed(self.messages):
+            if m.role == "user" and m.text.strip():
+                return m.text
+        return ""
+
+    @property
+    def has_image(self) -> bool:
+        return any(m.has_image for m in self.messages)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    msg = str(err.get("msg", "invalid request")).removeprefix("Value error, ")
+    return f"invalid request: {where}: {msg}" if where else f"invalid request: {msg}"
+
+
+class Timings(BaseModel):
+    """Milliseconds spent in each stage of one decision."""
+
+    model_config = ConfigDict(frozen=True)
+    tokenize_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class Decision(BaseModel):
+    """Where a request goes and why.
+
+    `confidence` is the probability the router gives `route` among the allowed routes (None when
+    no model was asked); `scores` holds that distribution; `source` says who decided.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    route: str
+    source: Source
+    confidence: float | None = None
+    scores: dict[str, float] = Field(default_factory=dict)
+    reason: str | None = None
+    truncated: bool = False
+    request_tokens: int = 0
+    prompt_version: str = ""
+    model: str = ""
+    decider: str = ""
+    timings: Timings = Field(default_factory=Timings)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
