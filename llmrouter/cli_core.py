@@ -19,8 +19,8 @@ from llmrouter.config import Config
 from llmrouter.errors import LLMRouterError
 from llmrouter.types import Decision, Request
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _read_text(text: str) -> Request:

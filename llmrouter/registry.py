@@ -129,7 +129,11 @@ def pull(name: str, *, force: bool = False, quiet: bool = False) -> Path:
     manifest = load_manifest()
     if name not in manifest:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(manifest)}")
-    spec = manifest[name]
+    return pull_spec(manifest[name], force=force, quiet=quiet)
+
+
+def pull_spec(spec: ModelSpec, *, force: bool = False, quiet: bool = False) -> Path:
+    """`pull` for one manifest entry."""
     if spec.is_pulled and not force:
         return spec.path
     spec.path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,7 @@ def pull(name: str, *, force: bool = False, quiet: bool = False) -> Path:
         except (OSError, ModelError, subprocess.SubprocessError, zipfile.BadZipFile) as exc:
             errors.append(f"{source.describe()}: {exc}")
     raise ModelError(
-        f"could not pull {name!r}:\n  " + "\n  ".join(errors),
+        f"could not pull {spec.name!r}:\n  " + "\n  ".join(errors),
         hint="check your network access to the sources above, or download the .gguf yourself "
         "and set [router] model to its path",
     )
@@ -262,4 +266,4 @@ def remove(name: str) -> bool:
     return existed
 
 
-__all__ = ["ModelSpec", "load_manifest", "pull", "remove", "resolve", "sha256_file", "spec_for"]
+__all__ = ["ModelSpec", "load_manifest", "pull", "pull_spec", "remove", "resolve", "sha256_file", "spec_for"]

@@ -124,6 +124,11 @@ class Router:
         route, why = extract_route(verdict, self.table)
         if route is None:
             return self.default_decision(why, t0)
+        if not isinstance(verdict, Verdict):  # a bare route, JSON text or dict from a custom decider
+            raw = verdict if isinstance(verdict, dict) else {}
+            verdict = Verdict(route=route, scores=raw.get("scores") or {},
+                              reason=raw.get("reason") if isinstance(raw.get("reason"), str) else None,
+                              decider=getattr(self.decider, "name", ""))
         scores = clean_scores(verdict.scores, self.table)
         return Decision(
             route=route,
