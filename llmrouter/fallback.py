@@ -223,7 +223,8 @@ class FallbackChain:
 
     def _record(self, attempts: list[Attempt], attempt: Attempt, label: str) -> None:
         attempts.append(attempt)
-        log.info("provider_attempt", route=label, **attempt.model_dump(exclude_defaults=True))
+        emit = log.warning if attempt.outcome == "failed" else log.info
+        emit("provider_attempt", route=label, **attempt.model_dump(exclude_defaults=True))
         for listener in self.listeners:
             listener(attempt)
 

@@ -13,6 +13,7 @@ the app built by `create_app`: no module globals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -286,8 +287,10 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
         breakers = {n: b for r in routers.values() for n, b in chain_for(r).breakers.items()}
         return PlainTextResponse(metrics.render(breakers), media_type="text/plain; version=0.0.4")
 
-    async def close_clients() -> None:
-        for r in routers.values():
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for r in routers.values():  # the server's event loop ends: close its connections
             await chain_for(r).aclose()
 
     return Starlette(
@@ -298,7 +301,7 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
             Route("/metrics", prometheus, methods=["GET"]),
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
-        on_shutdown=[close_clients],
+        lifespan=lifespan,
     )
 
 

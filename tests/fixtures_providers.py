@@ -17,20 +17,22 @@ from llmrouter.config import Config
 from llmrouter.emulator import Emulator
 from llmrouter.types import Decision, Request
 
+__all__ = ["emulator_server", "emu", "fake_router", "serve"]  # the fixtures conftest.py re-exports
+
 
 @pytest.fixture(scope="session")
-def _emulator_server() -> Iterator[Emulator]:
+def emulator_server() -> Iterator[Emulator]:
     emu = Emulator().start()
     yield emu
     emu.stop()
 
 
 @pytest.fixture
-def emu(_emulator_server: Emulator) -> Iterator[Emulator]:
+def emu(emulator_server: Emulator) -> Iterator[Emulator]:
     """The session's emulator, with scripts and seen requests cleared for this test."""
-    _emulator_server.reset()
-    yield _emulator_server
-    _emulator_server.reset()
+    emulator_server.reset()
+    yield emulator_server
+    emulator_server.reset()
 
 
 def fleet(emu: Emulator, routes: dict[str, list[str]], **overrides: dict[str, Any]) -> Config:
