@@ -155,3 +155,29 @@ def test_trie_rejects_ambiguous_names():
         build_trie({"a": [1], "b": [1]})
     with pytest.raises(ValueError):
         build_trie({"a": [1], "b": [1, 2]})
+
+
+class Rules:
+    """A unit-level policy: pins "urgent" requests, limits others to code/chat, marks the result."""
+
+    def before(self, request):
+        from llmrouter.policy import PreDecision
+        from llmrouter.types import Decision
+
+        if "urgent" in request.text:
+            return PreDecision(decision=Decision(route="math", source="rule", reason="rule: urgent"))
+        return PreDecision(allowed=("code", "chat"))
+
+    def after(self, request, decision):
+        return decision.model_copy(update={"reason": (decision.reason or "") + " |after"})
+
+
+def test_policy_rules_decide_or_restrict_and_after_always_runs():
+    r = Router(CFG, decider=FakeDecider(Verdict(route="math", scores={"code": 0.1, "math": 0.6, "chat": 0.3})),
+               policy=Rules())
+    pinned = r.decide("urgent thing")
+    assert (pinned.route, pinned.source) == ("math", "rule") and pinned.reason.endswith("|after")
+    assert r.decider.calls == 0
+    limited = r.decide("anything")
+    assert limited.route == "chat" and limited.scores == pytest.approx({"code": 0.25, "chat": 0.75})
+    assert limited.confidence == pytest.approx(0.75) and "restricted to code, chat" in limited.reason
