@@ -175,6 +175,25 @@ class Router:
         if self.cache:
             self.cache.close()
 
+    # --- calling providers (completion.py) ---
+    def complete(self, request: Any, **kw: Any) -> Any:
+        """Route `request` and return the answer (a Completion), blocking."""
+        from llmrouter.completion import complete
+
+        return complete(self, request, **kw)
+
+    async def acomplete(self, request: Any, **kw: Any) -> Any:
+        """Route `request` and return the answer (a Completion)."""
+        from llmrouter.completion import acomplete
+
+        return await acomplete(self, request, **kw)
+
+    def stream(self, request: Any, **kw: Any) -> Any:
+        """Route `request` and yield its answer's chunks (an async iterator of StreamChunk)."""
+        from llmrouter.completion import astream
+
+        return astream(self, request, **kw)
+
 
 _CACHED_FIELDS = ("route", "confidence", "scores", "reason", "truncated", "request_tokens", "decider")
 
