@@ -21,6 +21,7 @@ from llmrouter.cache import DecisionCache, cache_key
 from llmrouter.config import Config, user_dir
 from llmrouter.deciders.base import Decider, Verdict
 from llmrouter.errors import DeciderError
+from llmrouter.policy.base import Policy, restrict
 from llmrouter.prompts import RouterPrompt
 from llmrouter.types import Decision, Request, Timings
 from llmrouter.validate import clean_scores, extract_route
@@ -37,8 +38,10 @@ class Router:
         *,
         decider: Decider | None = None,
         cache: DecisionCache | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.config = config
+        self.policy = policy
         self.table = config.table
         settings = config.router
         self.prompt = RouterPrompt.load(settings.prompt)
@@ -87,13 +90,21 @@ class Router:
         """The route for `request` (text, chat messages or a Request). Raises only RequestError."""
         t0 = time.perf_counter()
         req = Request.of(request)
-        text = req.text
-        key = self._key(text, explain) if (self.cache and use_cache) else ""
-        decision = self._from_cache(key, t0) if key else None
-        if decision is None:
-            decision = self._from_decider(text, explain, t0)
-            if key and decision.source == "model":
-                self.cache.set(key, _cacheable(decision))  # type: ignore[union-attr]
+        pre = self.policy.before(req) if self.policy else None
+        if pre is not None and pre.decision is not None:
+            decision = pre.decision  # a rule decided: the model is not asked
+        else:
+            text = req.text
+            key = self._key(text, explain) if (self.cache and use_cache) else ""
+            decision = self._from_cache(key, t0) if key else None
+            if decision is None:
+                decision = self._from_decider(text, explain, t0)
+                if key and decision.source == "model":
+                    self.cache.set(key, _cacheable(decision))  # type: ignore[union-attr]
+            if pre is not None and pre.allowed is not None:
+                decision = restrict(decision, pre.allowed, self.table.default_route)
+        if self.policy:
+            decision = self.policy.after(req, decision)
         self._log(decision)
         return decision
 
