@@ -64,3 +64,4 @@ def main() -> None:
 # --- commands live in their own modules and register themselves on `app` ---
 from llmrouter import cli_core  # noqa: E402,F401  route, models, routes
 from llmrouter import cli_serve  # noqa: E402,F401  serve, chat
+from llmrouter import cli_bench  # noqa: E402,F401  bench

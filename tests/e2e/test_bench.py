@@ -1,0 +1,53 @@
+"""`llmrouter bench` end to end on the real model, in its smallest setting (no timing asserted)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llmrouter import breakeven
+from llmrouter.benchmark import aggregate, bucket_of
+from llmrouter.cli import app
+from llmrouter.config import Config
+
+pytestmark = pytest.mark.model
+
+
+def test_bench_writes_json_markdown_and_plot(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--limit", "3", "--repeats", "1", "--threads", "1",
+                                 "--no-paths", "--no-contention", "--no-cold", "--no-server",
+                                 "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "latency.json").read_text())
+    run = data["runs"][0]
+    assert run["threads"] == 1 and run["prefix_tokens"] > 100 and 0 < run["suffix_tokens"] < 10
+    rows = run["warm"]["rows"]
+    assert len(rows) == 3 and all(x["optimised_ms"] > 0 and x["floor_ms"] > 0 for x in rows)
+    assert run["cache_hit"]["n"] == 200
+    md = (tmp_path / "latency.md").read_text()
+    assert "| smollm2-135m | 1 | all | 3 |" in md
+    assert (tmp_path / "latency.png").stat().st_size > 1000
+
+
+def test_bad_threads_is_a_clean_error():
+    r = CliRunner().invoke(app, ["bench", "--threads", "one"])
+    assert r.exit_code == 1 and "--threads takes numbers" in r.output
+
+
+def test_aggregate_buckets_and_ratios():
+    rows = [{"tokens": t, "bucket": bucket_of(t), "optimised_ms": 2.0 * t, "floor_ms": float(t)}
+            for t in (5, 15, 30, 45, 100)]
+    agg = aggregate(rows)
+    assert set(agg) == {"all", "short", "medium", "long", "10-60 tokens"}
+    assert agg["all"]["ratio_p50"] == pytest.approx(2.0)
+    assert agg["10-60 tokens"]["optimised"]["n"] == 3
+
+
+def test_breakeven_through_the_server(tmp_path):
+    cfg = Config.load("examples/priced.toml")
+    assert breakeven.priced(cfg) and not breakeven.priced(Config.load())
+    b = breakeven.run(cfg, n=3)
+    assert b["requests"] == 3 and sum(b["target_share"].values()) == 3
+    assert b["baseline_target"] == "frontier"
+    assert b["cost_per_1k_routed"] <= b["cost_per_1k_baseline"]
+    assert "router tax p50" in breakeven.markdown(b)
