@@ -35,6 +35,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class RemoteDeciderSettings(_Strict):
+    """Decide on a serving engine instead of in-process (llama.cpp server, vLLM, Ollama...)."""
+
+    base_url: str = Field(min_length=1, description="an OpenAI-compatible /v1 URL")
+    model: str = Field(min_length=1)
+    api_key_env: str = ""
+    timeout_s: float = Field(5.0, gt=0)
+    logprobs: bool = True  # ask for top logprobs at the route token: the decision's confidence
+
+
 class RouterSettings(_Strict):
     """How the local router model runs."""
 
@@ -51,6 +61,7 @@ class RouterSettings(_Strict):
     cache: bool = True
     cache_dir: str = ""
     cache_size_mb: int = Field(256, ge=1)
+    remote: RemoteDeciderSettings | None = None  # [router.remote]: decide on a serving engine
 
     def decider_settings(self) -> dict[str, Any]:
         """The settings that change a decision (part of every cache key)."""

@@ -93,6 +93,15 @@ class RouterPrompt:
         if family not in CHAT_FAMILIES:
             raise ConfigError(f"unknown chat template family {family!r}; known: {', '.join(CHAT_FAMILIES)}")
         chat = CHAT_FAMILIES[family]
+        turns = self.turns(table, examples_per_route=examples_per_route)
+        whole = "".join(chat.wrap(role, body) + "\n" for role, body in turns) + chat.assistant
+        prefix, suffix = whole.split(SENTINEL)
+        return RenderedPrompt(prefix=prefix, suffix=suffix, end_of_answer=chat.end)
+
+    def turns(self, table: RouteTable, *, examples_per_route: int = 2) -> list[tuple[str, str]]:
+        """The (role, text) turns, the request marked by SENTINEL at the end of the last one.
+
+        For engines that apply their own chat template (the remote decider)."""
         try:
             text = self._template.render(
                 routes=table.routes,
@@ -106,9 +115,7 @@ class RouterPrompt:
             raise ConfigError(
                 f"prompt {self.name}: {{{{ request }}}} must end the last <<user>> turn"
             )
-        whole = "".join(chat.wrap(role, body) + "\n" for role, body in turns) + chat.assistant
-        prefix, suffix = whole.split(SENTINEL)
-        return RenderedPrompt(prefix=prefix, suffix=suffix, end_of_answer=chat.end)
+        return turns
 
 
 _TURN = re.compile(r"^<<(system|user|assistant)>>[ \t]*\n", re.MULTILINE)

@@ -47,6 +47,10 @@ class Router:
         self.prompt = RouterPrompt.load(settings.prompt)
         spec = registry.spec_for(settings.model)
         self.model_name = spec.name if spec else Path(settings.model).name
+        if decider is None and settings.remote is not None:
+            from llmrouter.deciders.remote import RemoteDecider
+
+            decider = RemoteDecider(settings.remote, settings, self.table, self.prompt)
         if decider is None:
             from llmrouter.deciders.llama import LlamaDecider
 
