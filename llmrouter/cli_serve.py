@@ -16,8 +16,11 @@ def serve(
     config: Path | None = ConfigOpt,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    deadline: float = typer.Option(60.0, min=0.1, help="Seconds each request may take, retries and fallbacks included."),
+    deadline: float = typer.Option(60.0, min=0.1,
+                                   help="Seconds each request may take, retries and fallbacks included."),
     max_retries: int = typer.Option(2, min=0, help="Retries per target for retryable failures."),
+    decide_wait: float = typer.Option(5.0, min=0, help="Longest wait for the busy router model before a request "
+                                      "takes the default route (0: always wait)."),
     max_body_mb: float = typer.Option(4.0, min=0.01, help="Largest request body accepted, in MiB."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
@@ -28,11 +31,8 @@ def serve(
     from llmrouter.router import Router
     from llmrouter.server import create_app
 
-    try:
-        router = Router.from_config(config)
-    except LLMRouterError as exc:
-        fail(str(exc))
-    policy = FallbackPolicy(deadline_s=deadline, max_retries=max_retries)
+    router = Router.from_config(config)
+    policy = FallbackPolicy(deadline_s=deadline, max_retries=max_retries, decide_wait_s=decide_wait or None)
     web = create_app(router, policy=policy, max_body_bytes=int(max_body_mb * 1024 * 1024))
     typer.secho(f"llmrouter: OpenAI-compatible API on http://{host}:{port}/v1 (model='router')", err=True)
     uvicorn.run(web, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
@@ -48,6 +48,7 @@ def chat(
 ) -> None:
     """Route a prompt and stream the answer to the terminal (route and target on stderr)."""
     from llmrouter.completion import chain_for, open_stream, run_sync
+    from llmrouter.fallback import summarize_attempts
     from llmrouter.router import Router
 
     text = sys.stdin.read() if prompt == "-" else prompt
@@ -55,8 +56,10 @@ def chat(
     async def main() -> None:
         stream = await open_stream(router, text, model=model, deadline_s=deadline, max_tokens=max_tokens)
         d = stream.decision
-        where = f"route={d.route} ({d.source}" + (f", {d.confidence:.2f})" if d.confidence is not None else ")") if d else "direct"
-        skipped = "; ".join(f"{a.target}: {a.reason}" for a in stream.attempts if a.outcome != "ok")
+        where = "direct"
+        if d is not None:
+            where = f"route={d.route} ({d.source}" + (f", {d.confidence:.2f})" if d.confidence is not None else ")")
+        skipped = summarize_attempts(stream.attempts)
         typer.secho(f"{where} -> {stream.target}" + (f"  [{skipped}]" if skipped else ""), err=True, dim=True)
         try:
             async for chunk in stream:

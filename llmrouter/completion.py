@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmrouter.errors import RequestError
+from llmrouter.errors import ProviderError, RequestError
 from llmrouter.fallback import Attempt, ChainStream, FallbackChain, FallbackPolicy
+from llmrouter.policy import answers
 from llmrouter.providers import StreamChunk
 from llmrouter.types import Decision, Request
 
@@ -73,7 +74,8 @@ class _Runtime:
 
     chain: FallbackChain
     decide_lock: threading.Lock = field(default_factory=threading.Lock)
-    limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = field(default_factory=weakref.WeakKeyDictionary)
+    gates: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = field(default_factory=weakref.WeakKeyDictionary)
+    waiting: int = 0
 
 
 _RUNTIMES: weakref.WeakKeyDictionary[Any, _Runtime] = weakref.WeakKeyDictionary()
@@ -88,18 +90,42 @@ def chain_for(router: Any, policy: FallbackPolicy | None = None) -> FallbackChai
 
 
 async def adecide(router: Any, request: Request) -> Decision:
-    """router.decide(request) in a worker thread, one at a time, without blocking the event loop."""
-    chain_for(router)
+    """router.decide(request) in a worker thread, one at a time, without blocking the event loop.
+
+    When the policy's `decide_wait_s` passes before the model is free, the request takes the
+    default route (source "default", reason says why) rather than queueing without bound.
+    """
+    chain = chain_for(router)
     rt = _RUNTIMES[router]
     loop = asyncio.get_running_loop()
-    if loop not in rt.limiters:
-        rt.limiters[loop] = anyio.CapacityLimiter(1)
+    if loop not in rt.gates:
+        rt.gates[loop] = asyncio.Semaphore(1)  # one thread waits on the model, not one per request
+    gate = rt.gates[loop]
+    rt.waiting += 1
+    try:
+        async with asyncio.timeout(chain.policy.decide_wait_s):
+            await gate.acquire()
+    except TimeoutError:
+        return _busy_decision(router, rt.waiting, chain.policy.decide_wait_s or 0.0)
+    finally:
+        rt.waiting -= 1
 
     def run() -> Decision:
         with rt.decide_lock:  # also guards callers on other event loops and threads
             return router.decide(request)
 
-    return await anyio.to_thread.run_sync(run, limiter=rt.limiters[loop])
+    try:
+        return await anyio.to_thread.run_sync(run)
+    finally:
+        gate.release()
+
+
+def _busy_decision(router: Any, waiting: int, waited: float) -> Decision:
+    reason = f"router model busy: waited {waited:.1f}s with {waiting} request(s) queued"
+    make = getattr(router, "default_decision", None)
+    if make is not None:
+        return make(reason)
+    return Decision(route=router.config.table.default_route, source="default", reason=reason)
 
 
 def targets_for_model(router: Any, model: str | None) -> list[str] | None:
@@ -143,14 +169,31 @@ async def acomplete(router: Any, request: Any, *, model: str | None = None, dead
     request = Request.of(request)
     decision, names, label = await _plan(router, request, model)
     chain = chain_for(router)
-    response, target, attempts = await chain.complete(
-        names, build_body(request, params), has_image=request.has_image, deadline_s=deadline_s, label=label)
-    return Completion(
+    body = build_body(request, params)
+    try:
+        response, target, attempts = await chain.complete(
+            names, body, has_image=request.has_image, deadline_s=deadline_s, label=label)
+    except ProviderError:
+        answers.failed(router, request)
+        raise
+    better = answers.reconsider(router, request, decision, response.text)
+    if better is not None:  # the target said it was unsure: the next tier answers, once
+        left = None if deadline_s is None else max(0.001, deadline_s - (time.perf_counter() - t0))
+        try:
+            response, target, more = await chain.complete(
+                route_targets(router, better.route), body, has_image=request.has_image, deadline_s=left,
+                label=better.route)
+            decision, attempts = better, [*attempts, *more]
+        except ProviderError:
+            pass  # the first answer stands
+    done = Completion(
         text=response.text, target=target, model=chain.targets[target].model,
         route=decision.route if decision else None, decision=decision, attempts=tuple(attempts),
         usage=Usage(**response.usage), finish_reason=response.finish_reason,
         tool_calls=response.tool_calls, latency_ms=(time.perf_counter() - t0) * 1000,
     )
+    answers.settle(router, request, done)
+    return done
 
 
 def complete(router: Any, request: Any, **kw: Any) -> Completion:
@@ -179,6 +222,7 @@ class CompletionStream:
         self._finish: str | None = None
         self._usage: dict[str, int] = {}
         self.completion: Completion | None = None
+        self.on_done: Callable[[Completion], None] | None = None  # spend accounting, the completion event
 
     @property
     def target(self) -> str:
@@ -211,6 +255,8 @@ class CompletionStream:
                 tool_calls=tuple(self._calls[i] for i in sorted(self._calls)),
                 latency_ms=(time.perf_counter() - self._t0) * 1000,
             )
+            if self.on_done is not None:
+                self.on_done(self.completion)
             raise
         self._text.append(chunk.delta.get("content") or "")
         for call in chunk.delta.get("tool_calls") or ():
@@ -241,7 +287,13 @@ async def open_stream(router: Any, request: Any, *, model: str | None = None, de
     chain = chain_for(router)
     inner = chain.stream(names, build_body(request, params), has_image=request.has_image,
                          deadline_s=deadline_s, label=label)
-    return await CompletionStream(decision, label, inner, lambda t: chain.targets[t].model if t else "").start()
+    stream = CompletionStream(decision, label, inner, lambda t: chain.targets[t].model if t else "")
+    stream.on_done = lambda done: answers.settle(router, request, done)
+    try:
+        return await stream.start()
+    except ProviderError:
+        answers.failed(router, request)
+        raise
 
 
 async def astream(router: Any, request: Any, **kw: Any) -> AsyncIterator[StreamChunk]:

@@ -366,7 +366,8 @@ def _openai_completion(name: str, body: dict[str, Any], text: str, b: Behavior) 
         finish = "tool_calls"
     p, c = _usage(body, text)
     return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
-            "model": str(body.get("model", name)), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "model": str(body.get("model", name)),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
 
 

@@ -48,6 +48,14 @@ from llmrouter.providers.base import make_client
 log = structlog.get_logger("llmrouter")
 
 
+def safe_log(level: str, event: str, **fields: Any) -> None:
+    """Log on the request path; like logging.Handler.handleError, a broken sink never fails a request."""
+    try:
+        getattr(log, level)(event, **fields)
+    except (OSError, ValueError):
+        pass
+
+
 @dataclass(frozen=True)
 class FallbackPolicy:
     """How hard llmrouter tries before it gives up on a request."""
@@ -60,6 +68,9 @@ class FallbackPolicy:
     stream_idle_timeout_s: float = 30.0
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
+    # Deciding is one request at a time; under a burst, waiting longer than this for the router
+    # model sends the request to the default route instead (None: always wait for the model).
+    decide_wait_s: float | None = None
 
 
 class Attempt(BaseModel):
@@ -223,8 +234,8 @@ class FallbackChain:
 
     def _record(self, attempts: list[Attempt], attempt: Attempt, label: str) -> None:
         attempts.append(attempt)
-        emit = log.warning if attempt.outcome == "failed" else log.info
-        emit("provider_attempt", route=label, **attempt.model_dump(exclude_defaults=True))
+        safe_log("warning" if attempt.outcome == "failed" else "info", "provider_attempt", route=label,
+                 **attempt.model_dump(exclude_defaults=True))
         for listener in self.listeners:
             listener(attempt)
 
@@ -240,8 +251,8 @@ class FallbackChain:
         for name in order:
             target, breaker = self.targets[name], self.breakers[name]
             if target.context_window <= too_small:
-                self._record(attempts, Attempt(target=name, outcome="skipped",
-                             reason=f"context window {target.context_window} is not larger than one that was too small"), label)
+                why = f"context window {target.context_window} is not larger than one that was too small"
+                self._record(attempts, Attempt(target=name, outcome="skipped", reason=why), label)
                 continue
             if not breaker.allow():
                 why = "circuit half-open, probe in flight" if breaker.state == "half_open" else (
@@ -264,6 +275,10 @@ class FallbackChain:
                         own_fault = target.timeout_s <= remaining  # not just the request's deadline
                     except ProviderError as exc:
                         err, own_fault = exc, True
+                    except Exception as exc:  # a bug in an adapter: the next target may still answer
+                        safe_log("exception", "provider_bug", target=name)
+                        err, own_fault = ProviderError(f"{name}: adapter failed: {type(exc).__name__}: {exc}",
+                                                       target=name), True
                     else:
                         self._record(attempts, Attempt(target=name, outcome="ok", retry=retry, waited_s=waited,
                                      elapsed_ms=(self._clock() - t0) * 1000), label)
@@ -296,7 +311,7 @@ class FallbackChain:
         raise self._all_failed(label, names, attempts, last)
 
     def _deadline_error(self, budget: float, attempts: list[Attempt]) -> ProviderTimeout:
-        tried = _summary(attempts)
+        tried = summarize_attempts(attempts)
         return ProviderTimeout(f"request deadline of {budget:.2f}s exceeded ({tried or 'no target answered'})",
                                status=504, hint="raise the deadline, or add a faster fallback target")
 
@@ -314,7 +329,7 @@ class FallbackChain:
         if isinstance(last, ContextTooLong):
             return ContextTooLong(f"the request is too long for every target of route {label!r} ({last})",
                                   status=400, target=last.target)
-        tried = _summary(attempts)
+        tried = summarize_attempts(attempts)
         retry_after = last.retry_after if last is not None else None
         return AllTargetsFailed(f"all targets of route {label!r} failed: {tried}", status=503, retry_after=retry_after)
 
@@ -399,7 +414,7 @@ class ChainStream:
             await _close(self._gen)
 
 
-def _summary(attempts: Sequence[Attempt]) -> str:
+def summarize_attempts(attempts: Sequence[Attempt]) -> str:
     """'a: HTTP 500 (x3); b: circuit open' - what went wrong, one clause per target."""
     parts: dict[str, list[str]] = {}
     for a in attempts:

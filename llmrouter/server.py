@@ -4,7 +4,8 @@
                                 or model id calls that target directly; stream or not
     GET  /v1/models             the router, its tables and every concrete target
     GET  /healthz               liveness, and each target's circuit state
-    GET  /metrics               Prometheus text
+    GET  /metrics               Prometheus text (per route, target and surface too: metrics.py)
+    POST /v1/feedback           {"id": "<chat completion id>", "score": 0..1}: rate an answer
 
 Routing metadata travels in `x-llmrouter-*` response headers. Bad input gets an OpenAI-style
 error (`{"error": {"message", "type", "code"}}`) with a 4xx, never a 500. Everything lives in
@@ -23,20 +24,29 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llmrouter.completion import ROUTER_MODEL, Completion, CompletionStream, UnknownModel, acomplete, chain_for, open_stream
-from llmrouter.errors import LLMRouterError, ProviderError, ProviderTimeout, RequestError
-from llmrouter.fallback import Attempt, FallbackPolicy
+from llmrouter.completion import (
+    ROUTER_MODEL,
+    Completion,
+    CompletionStream,
+    UnknownModel,
+    acomplete,
+    chain_for,
+    open_stream,
+)
+from llmrouter.errors import LLMRouterError, PolicyRejected, ProviderError, ProviderTimeout, RequestError
+from llmrouter.metrics import RouteMetrics
+from llmrouter.policy import answers
+from llmrouter.policy.rules import http_metadata
+from llmrouter.fallback import Attempt, FallbackPolicy, safe_log, summarize_attempts
 from llmrouter.providers import ContextTooLong
 from llmrouter.types import Request, _first_error
 
-log = structlog.get_logger("llmrouter")
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Keys that would let a request choose where or how llmrouter connects: refused, not ignored,
 # so a client that expected them to work learns at once that they do not.
@@ -86,6 +96,10 @@ def http_error(exc: Exception) -> HTTPError:
         return exc
     if isinstance(exc, UnknownModel):
         return HTTPError(404, msg, code="model_not_found")
+    if isinstance(exc, PolicyRejected):  # a cap: 429 with Retry-After (queue) or 403 (reject)
+        headers = {"retry-after": str(math.ceil(exc.retry_after))} if exc.retry_after else {}
+        kind = "rate_limit_error" if exc.status == 429 else "permission_error"
+        return HTTPError(exc.status, msg, kind, exc.code, headers)
     if isinstance(exc, RequestError):
         return HTTPError(400, msg, code="invalid_request")
     if isinstance(exc, ContextTooLong):
@@ -111,6 +125,7 @@ class Metrics:
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self.hist: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
         self.in_flight = 0
+        self.routes = RouteMetrics()  # the per-route view (llmrouter/metrics.py)
 
     def inc(self, name: str, **labels: str) -> None:
         self.counters[(name, tuple(sorted(labels.items())))] += 1
@@ -173,6 +188,10 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
     metrics = Metrics()
     for r in routers.values():
         chain_for(r).listeners.append(metrics.attempt)
+    metrics.routes.surfaces = {s for r in routers.values() for s in r.config.policy.surfaces}
+    for r in routers.values():
+        if hasattr(getattr(r, "policy", None), "alerter"):
+            r.policy.alerter.listeners.append(metrics.routes.alert)
     default_policy = chain_for(router).policy
 
     def pick(model: str) -> Any:
@@ -193,7 +212,7 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
             if len(raw) > max_body_bytes:
                 raise HTTPError(413, f"request body is larger than {max_body_bytes} bytes", code="body_too_large")
         try:
-            data = json.loads(bytes(raw))
+            data = json.loads(bytes(raw), parse_constant=_no_constant)
         except UnicodeDecodeError:
             raise HTTPError(400, "request body is not UTF-8", code="invalid_json") from None
         except ValueError as exc:
@@ -220,11 +239,13 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
         if decision is not None:
             h["x-llmrouter-route"] = decision.route
             h["x-llmrouter-source"] = decision.source
+            if getattr(decision, "escalated_from", None):
+                h["x-llmrouter-escalated-from"] = decision.escalated_from
             if decision.confidence is not None:
                 h["x-llmrouter-confidence"] = f"{decision.confidence:.4f}"
         else:
             h["x-llmrouter-source"] = "bypass"
-        fallbacks = "; ".join(f"{a.target}: {a.reason}" for a in attempts if a.outcome != "ok")
+        fallbacks = summarize_attempts(attempts)
         if fallbacks:
             h["x-llmrouter-fallbacks"] = fallbacks
         return {k: _header(v) for k, v in h.items()}
@@ -232,13 +253,14 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
     async def chat(request: HTTPRequest) -> Response:
         t0 = time.perf_counter()
         metrics.in_flight += 1
-        route, status = "", 200
+        route, status, req = "", 200, None
         try:
             body = await read_body(request)
             params = body.model_dump(exclude={"model", "messages", "stream", "metadata", "n"}, exclude_none=True)
             params.update({k: v for k, v in (body.model_extra or {}).items()})
             try:
-                req = Request.of({"messages": body.messages, "metadata": body.metadata or {}})
+                req = Request.of({"messages": body.messages,
+                                  "metadata": http_metadata(request.headers, body.metadata, body.tools)})
             except RequestError as exc:
                 raise HTTPError(400, str(exc).split("\n  hint:")[0], code="invalid_request") from None
             deadline = _deadline(request, default_policy.deadline_s)
@@ -246,19 +268,26 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
             if body.stream:
                 stream = await open_stream(target_router, req, model=body.model, deadline_s=deadline, **params)
                 route = stream.route
+                metrics.routes.decision(stream.decision, req)
                 return StreamingResponse(
-                    _sse(stream, body, metrics, t0), media_type="text/event-stream",
-                    headers={**meta_headers(stream.decision, stream.target, stream.attempts), "cache-control": "no-cache"})
+                    _sse(stream, body, metrics, t0, req, target_router), media_type="text/event-stream",
+                    headers={**meta_headers(stream.decision, stream.target, stream.attempts),
+                             "cache-control": "no-cache"})
             done = await acomplete(target_router, req, model=body.model, deadline_s=deadline, **params)
             route = done.route or ""
             metrics.inc("llmrouter_requests_total", route=route, target=done.target, outcome="ok")
-            return JSONResponse(_completion_json(done), headers=meta_headers(done.decision, done.target, done.attempts))
+            data = _completion_json(done)
+            metrics.routes.decision(done.decision, req)
+            metrics.routes.answer(done, req, data["id"], answers.cost_usd(
+                target_router, done.target, done.usage.prompt_tokens, done.usage.completion_tokens))
+            return JSONResponse(data, headers=meta_headers(done.decision, done.target, done.attempts))
         except Exception as exc:
             err = http_error(exc)
             status = err.status
             if err.status >= 500 and not isinstance(exc, ProviderError):
-                log.exception("server_error", error=str(exc))
+                safe_log("exception", "server_error", error=str(exc))
             metrics.inc("llmrouter_requests_total", route=route, target="", outcome=f"http_{err.status}")
+            metrics.routes.error(route, req, err.status)
             return err.response()
         finally:
             metrics.in_flight -= 1
@@ -285,7 +314,7 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
 
     async def prometheus(request: HTTPRequest) -> PlainTextResponse:
         breakers = {n: b for r in routers.values() for n, b in chain_for(r).breakers.items()}
-        return PlainTextResponse(metrics.render(breakers), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics.render(breakers) + metrics.routes.render(), media_type="text/plain; version=0.0.4")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -299,10 +328,16 @@ def create_app(router: Any, *, tables: Mapping[str, Any] | None = None, policy: 
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
+            Route("/v1/feedback", metrics.routes.feedback_endpoint, methods=["POST"]),
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
         lifespan=lifespan,
     )
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and no target would either.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _deadline(request: HTTPRequest, cap: float) -> float:
@@ -324,11 +359,13 @@ async def _not_found(request: HTTPRequest, exc: Exception) -> JSONResponse:
 
 
 async def _not_allowed(request: HTTPRequest, exc: Exception) -> JSONResponse:
-    return HTTPError(405, f"{request.method} is not allowed on {request.url.path}", code="method_not_allowed").response()
+    message = f"{request.method} is not allowed on {request.url.path}"
+    return HTTPError(405, message, code="method_not_allowed").response()
 
 
 def _completion_json(done: Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": done.text if (done.text or not done.tool_calls) else None}
+    content = done.text if (done.text or not done.tool_calls) else None  # OpenAI: null beside tool calls
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if done.tool_calls:
         message["tool_calls"] = list(done.tool_calls)
     u = done.usage
@@ -343,7 +380,8 @@ def _completion_json(done: Completion) -> dict[str, Any]:
     }
 
 
-async def _sse(stream: CompletionStream, body: ChatBody, metrics: Metrics, t0: float) -> AsyncIterator[bytes]:
+async def _sse(stream: CompletionStream, body: ChatBody, metrics: Metrics, t0: float, req: Any = None,
+               router: Any = None) -> AsyncIterator[bytes]:
     """The SSE body: chunks as they come, then [DONE]; an error event (no [DONE]) if the target
     fails after the answer started, so a client never takes a truncated answer for a whole one."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
@@ -371,9 +409,13 @@ async def _sse(stream: CompletionStream, body: ChatBody, metrics: Metrics, t0: f
         yield HTTPError(502, str(exc).split("\n  hint:")[0], "provider_error", "stream_interrupted").event()
     except Exception as exc:  # a bug of ours: the client must still learn the answer is incomplete
         outcome = "error"
-        log.exception("stream_error", error=str(exc))
+        safe_log("exception", "stream_error", error=str(exc))
         yield http_error(exc).event()
     finally:
         await stream.aclose()
         metrics.inc("llmrouter_requests_total", route=stream.route, target=stream.target, outcome=outcome)
+        if stream.completion is not None and router is not None:
+            u = stream.completion.usage
+            metrics.routes.answer(stream.completion, req, base["id"], answers.cost_usd(
+                router, stream.completion.target, u.prompt_tokens, u.completion_tokens))
         metrics.observe("llmrouter_stream_seconds", time.perf_counter() - t0)

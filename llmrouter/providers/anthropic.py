@@ -90,7 +90,8 @@ class AnthropicProvider:
             await response.aclose()
 
 
-def _stream_event(kind: str, msg: dict[str, Any], tool_index: dict[int, int], usage: dict[str, int]) -> StreamChunk | None:
+def _stream_event(kind: str, msg: dict[str, Any], tool_index: dict[int, int],
+                  usage: dict[str, int]) -> StreamChunk | None:
     if kind == "message_start":
         u = (msg.get("message") or {}).get("usage") or {}
         usage["prompt_tokens"] = int(u.get("input_tokens") or 0)
@@ -135,6 +136,8 @@ def to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
             continue
         blocks = _blocks(m.get("content"))
         for call in m.get("tool_calls") or []:
+            if not isinstance(call, dict):
+                continue
             fn = call.get("function") or {}
             try:
                 args = json.loads(fn.get("arguments") or "{}")
@@ -155,11 +158,13 @@ def to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if body.get("tools"):
+    functions = [t.get("function") for t in body.get("tools") or () if isinstance(t, dict)]
+    functions = [f for f in functions if isinstance(f, dict) and f.get("name")]
+    if functions:
         out["tools"] = [
-            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-             "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
-            for t in body["tools"] if isinstance(t, dict) and t.get("type") == "function"
+            {"name": f["name"], "description": f.get("description", ""),
+             "input_schema": f.get("parameters") or {"type": "object", "properties": {}}}
+            for f in functions
         ]
         choice = _tool_choice(body.get("tool_choice"))
         if choice:

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures_providers import FakeRouter, fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +138,7 @@ def test_a_concrete_model_bypasses_routing(server, emu, fake_router):
     (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}', 400, "invalid_request"),
     (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], "n": 3}', 400, "invalid_request"),
     (b'{"model": 7, "messages": [{"role": "user", "content": "hi"}]}', 400, "invalid_request"),
+    (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], "seed": NaN}', 400, "invalid_json"),
     (b'{"model": "gpt-99", "messages": [{"role": "user", "content": "hi"}]}', 404, "model_not_found"),
     (b'{"model": "router:nope", "messages": [{"role": "user", "content": "hi"}]}', 404, "model_not_found"),
     (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], "base_url": "http://169.254.169.254"}',
@@ -175,14 +175,15 @@ def test_unknown_body_fields_never_reach_a_target(server, emu):
     assert sent["temperature"] == 0.5 and "api_base_override" not in sent
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=8),
                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
                     max_leaves=8)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.fixed_dictionaries({}, optional={
-    "model": st.sampled_from(["router", "a", "nope"]) | JSON, "messages": JSON | st.lists(
+    "model": st.sampled_from(["router", "a", "claude", "nope"]) | JSON, "messages": JSON | st.lists(
         st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "tool", "x"]) | JSON,
                                "content": JSON}), max_size=3),
     "stream": JSON, "temperature": JSON, "max_tokens": JSON, "tools": JSON}))

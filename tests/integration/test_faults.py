@@ -15,6 +15,7 @@ from llmrouter.completion import acomplete, chain_for, complete, open_stream
 from llmrouter.emulator import Behavior, Emulator
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout
 from llmrouter.fallback import FallbackPolicy
+from llmrouter.types import Request
 
 FAST = FallbackPolicy(deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.05)
 
@@ -219,3 +220,26 @@ def test_sync_complete_works_inside_and_outside_an_event_loop(emu):
         return complete(router, "nested").text  # a notebook cell: a loop is already running
 
     assert asyncio.run(inside()) == "a says: nested"
+
+
+def test_a_burst_past_the_decide_wait_takes_the_default_route(emu):
+    class SlowRouter(FakeRouter):
+        def decide(self, request: Any) -> Any:
+            time.sleep(0.3)  # the router model, busy
+            return super().decide(request)
+
+    router = SlowRouter(fleet(emu, {"main": ["a"], "other": ["b"]}))
+    chain_for(router, FallbackPolicy(decide_wait_s=0.1))
+
+    async def burst() -> list[Any]:
+        try:
+            return await asyncio.gather(*(acomplete(router, Request.of(f"q{i}", route="other")) for i in range(3)))
+        finally:
+            await chain_for(router).aclose()
+
+    done = asyncio.run(burst())
+    sources = sorted(d.decision.source for d in done)
+    assert sources == ["default", "default", "rule"] and router.decisions == 1
+    busy = [d for d in done if d.decision.source == "default"]
+    assert all("router model busy" in d.decision.reason and d.target == "a" for d in busy)  # default: main
+    assert [d.target for d in done if d.decision.source == "rule"] == ["b"]

@@ -275,3 +275,9 @@ def test_any_route_and_failures_visit_each_target_once_and_obey_the_rules(route,
     assert all(p[n].calls == 0 for n in "abcd" if n not in route)
     if name is not None:  # the answer comes from the first target whose tries reached an "ok"
         assert runs[-1] == name and attempts[-1].outcome == "ok"
+
+
+def test_a_bug_in_an_adapter_fails_that_target_only():
+    chain, p, _ = make_chain({"a": [KeyError("function")], "b": ["ok"]})
+    _, name, attempts = run(chain.complete(["a", "b"], BODY))
+    assert name == "b" and p["a"].calls == 1 and "adapter failed: KeyError" in attempts[0].reason

@@ -1,0 +1,77 @@
+"""`llmrouter chat` in-process and `llmrouter serve` as a real process, on the real router model,
+with every route answered by emulated targets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fixtures_providers import free_port
+from typer.testing import CliRunner
+
+from llmrouter.cli import app
+from llmrouter.config import Config
+from llmrouter.emulator import Behavior, Emulator
+
+pytestmark = pytest.mark.model
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def routes_file(emu: Emulator, tmp_path: Path) -> Path:
+    data = Config.load().to_dict()
+    data["router"]["cache"] = False
+    data["targets"] = {n: {"provider": "openai", "model": f"{n}-model", "base_url": emu.base_url(n)} for n in "ab"}
+    for route in data["routes"]:
+        route["targets"] = ["a", "b"]
+    import tomli_w
+
+    path = tmp_path / "routes.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def test_chat_streams_the_answer_and_says_where_it_went(emu, tmp_path):
+    emu.script("a", Behavior(status=401))
+    r = CliRunner().invoke(app,
+                           ["chat", "-c", str(routes_file(emu, tmp_path)), "Explain TCP slow start"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == "b says: Explain TCP slow start"
+    assert "route=" in r.stderr and "-> b" in r.stderr and "a: HTTP 401" in r.stderr
+
+
+def test_chat_reports_a_failure_cleanly(emu, tmp_path):
+    emu.set_default("a", Behavior(status=400))
+    r = CliRunner().invoke(app,
+                           ["chat", "-c", str(routes_file(emu, tmp_path)), "hello"])
+    assert r.exit_code == 1 and "error:" in r.stderr and "HTTP 400" in r.stderr and "Traceback" not in r.output
+
+
+def test_serve_answers_openai_clients(emu, tmp_path):
+    port = free_port()
+    env = {**os.environ, "LLMROUTER_LOG_LEVEL": "error"}
+    proc = subprocess.Popen([sys.executable, "-c", "from llmrouter.cli import main; main()", "serve",
+                             "-c", str(routes_file(emu, tmp_path)), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.monotonic()
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() - t0 < 30, "llmrouter serve did not come up"
+                time.sleep(0.1)
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                       json={"model": "router", "messages": [{"role": "user", "content": "Write a limerick"}]})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "a says: Write a limerick"
+        assert r.headers["x-llmrouter-source"] == "model"
+    finally:
+        proc.terminate()
+        proc.wait(10)
