@@ -7,7 +7,9 @@
     GET  /metrics               Prometheus text (per route, target and surface too: metrics.py)
     POST /v1/feedback           {"id": "<chat completion id>", "score": 0..1}: rate an answer
 
-Routing metadata travels in `x-llmrouter-*` response headers. Bad input gets an OpenAI-style
+Routing metadata travels in `x-llmrouter-*` response headers (route, source, confidence, target,
+attempts, fallbacks); a request may shorten its deadline with `x-llmrouter-deadline: SECONDS`.
+Bad input gets an OpenAI-style
 error (`{"error": {"message", "type", "code"}}`) with a 4xx, never a 500. Everything lives in
 the app built by `create_app`: no module globals.
 """

@@ -35,6 +35,8 @@ class OpenAIProvider:
         if key:
             headers["authorization"] = f"Bearer {key}"
         payload = {**body, "model": self.target.model, "stream": stream}
+        if not stream:
+            payload.pop("stream_options", None)  # OpenAI refuses stream_options on a non-streamed call
         return self._client.build_request("POST", self._url, json=payload, headers=headers)
 
     async def complete(self, body: dict[str, Any]) -> ProviderResponse:
