@@ -37,11 +37,26 @@ def redact_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[
     return {k: redact(v, k) for k, v in event.items()}
 
 
+class _Stderr:
+    """sys.stderr as it is when a line is written, not as it was when logging was configured
+    (test runners and daemons swap it; a closed old stream must never fail a request)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(fmt: str | None = None, level: str | None = None, stream: Any = None) -> None:
-    """Configure structlog once. fmt: "json", "console" or None (console on a terminal, else JSON)."""
+    """Configure structlog. fmt: "json", "console" or None (console on a terminal, else JSON);
+    stream: where lines go (default: whatever sys.stderr is at the time of each line)."""
     global _configured
     fmt = fmt or os.environ.get("LLMROUTER_LOG_FORMAT")
-    stream = stream or sys.stderr
+    stream = stream or _Stderr()
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
     level_name = (level or os.environ.get("LLMROUTER_LOG_LEVEL") or "info").upper()
