@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmrouter.errors import ConfigError
+from llmrouter.policy.settings import PolicySettings, check_policy
 
 ROUTE_NAME = r"^[a-z][a-z0-9_\-]{0,39}$"
 DEFAULT_CONFIG = Path(__file__).with_name("default_routes.toml")
@@ -105,6 +106,8 @@ class Route(_Strict):
     description: str = Field(min_length=1)
     examples: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    tier: str = ""  # its cost tier ([tiers] order): surfaces' floors and escalation move along tiers
+    escalate_to: str = ""  # the route one tier up (default: the first route of the next tier)
 
     @field_validator("description")
     @classmethod
@@ -151,7 +154,9 @@ class RouteTable(_Strict):
 
     @cached_property
     def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        # tiers steer the policy after the model, not the model: they stay out of the cache key
+        data = self.model_dump(mode="json", exclude={"routes": {"__all__": {"tier", "escalate_to"}}})
+        blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @cached_property
@@ -166,6 +171,7 @@ class Config(_Strict):
     router: RouterSettings = Field(default_factory=RouterSettings)
     targets: dict[str, Target] = Field(default_factory=dict)
     table: RouteTable
+    policy: PolicySettings = Field(default_factory=PolicySettings)  # rules, surfaces, caps...
     path: str = ""
 
     @model_validator(mode="after")
@@ -178,6 +184,9 @@ class Config(_Strict):
                         f"route {route.name!r} names target {t!r}, which is not defined "
                         f"under [targets] (known: {known})"
                     )
+        problems = check_policy(self)
+        if problems:
+            raise ValueError("\n  - ".join(problems))
         return self
 
     @classmethod
@@ -189,10 +198,12 @@ class Config(_Strict):
         targets = {
             name: {"name": name, **(body or {})} for name, body in (data.pop("targets", {}) or {}).items()
         }
+        policy = {k: data.pop(k) for k in PolicySettings.SECTIONS if k in data}
         if data:
             raise ConfigError(
                 f"{path or 'config'}: unknown top-level key(s): {', '.join(sorted(data))} "
-                "(expected [router], [targets.NAME], [[routes]])"
+                "(expected [router], [targets.NAME], [[routes]], or a policy section: "
+                f"{', '.join(PolicySettings.SECTIONS)})"
             )
         if default_route is None:
             default_route = routes[0].get("name", "") if routes and isinstance(routes[0], dict) else ""
@@ -201,6 +212,7 @@ class Config(_Strict):
                 router=router,
                 targets=targets,
                 table={"routes": routes, "default_route": default_route},
+                policy=policy,
                 path=path,
             )
         except ValidationError as exc:
@@ -234,6 +246,7 @@ class Config(_Strict):
                 for n, t in self.targets.items()
             }
         out["routes"] = [r.model_dump(mode="json", exclude_defaults=True) for r in self.table.routes]
+        out.update(self.policy.to_dict())
         return out
 
     def to_toml(self) -> str:
@@ -256,7 +269,7 @@ def format_errors(exc: ValidationError, path: str = "") -> str:
     for err in exc.errors():
         loc = ""
         for part in err.get("loc", ()):
-            if part == "table":
+            if part in ("table", "policy"):
                 continue
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         msg = str(err.get("msg", "")).removeprefix("Value error, ")

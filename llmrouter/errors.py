@@ -3,6 +3,7 @@
     LLMRouterError                  anything llmrouter raises on purpose
     ├── ConfigError                 a route table or setting is wrong; the message says what to fix
     ├── RequestError                a request that cannot be routed (empty, wrong shape, not UTF-8)
+    │   └── PolicyRejected          a guardrail refused it (escalation or spend cap); may say when to retry
     ├── ModelError                  the router model is missing, unreadable or fails to load
     │   └── ChecksumError           a downloaded or local file does not match the manifest's sha256
     ├── DeciderError                the decider could not produce a decision (the router then falls
@@ -38,6 +39,18 @@ class ConfigError(LLMRouterError):
 
 class RequestError(LLMRouterError):
     hint = "send plain text or OpenAI-style messages with at least one non-empty user message"
+
+
+class PolicyRejected(RequestError):
+    """A cap refused the request. `status` is the HTTP status to answer with (429 or 403),
+    `code` names the cap, `retry_after` (seconds) says when room is expected."""
+
+    hint = "try again later, or ask the operator to raise the cap"
+
+    def __init__(self, message: str, *, code: str, status: int = 429, retry_after: float | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code, self.status, self.retry_after = code, status, retry_after
 
 
 class ModelError(LLMRouterError):

@@ -22,6 +22,7 @@ from llmrouter.config import Config, user_dir
 from llmrouter.deciders.base import Decider, Verdict
 from llmrouter.errors import DeciderError
 from llmrouter.policy.base import Policy, restrict
+from llmrouter.policy.engine import build_policy, decision_log_fields
 from llmrouter.prompts import RouterPrompt
 from llmrouter.types import Decision, Request, Timings
 from llmrouter.validate import clean_scores, extract_route
@@ -41,7 +42,7 @@ class Router:
         policy: Policy | None = None,
     ) -> None:
         self.config = config
-        self.policy = policy
+        self.policy = policy if policy is not None else build_policy(config)
         self.table = config.table
         settings = config.router
         self.prompt = RouterPrompt.load(settings.prompt)
@@ -109,7 +110,7 @@ class Router:
                 decision = restrict(decision, pre.allowed, self.table.default_route)
         if self.policy:
             decision = self.policy.after(req, decision)
-        self._log(decision)
+        self._log(decision, decision_log_fields(req, self.config))
         return decision
 
     def _from_cache(self, key: str, t0: float) -> Decision | None:
@@ -170,7 +171,7 @@ class Router:
             timings=Timings(total_ms=_ms(t0) if t0 else 0.0),
         )
 
-    def _log(self, d: Decision) -> None:
+    def _log(self, d: Decision, extra: dict[str, Any] | None = None) -> None:
         log.info(
             "decision",
             route=d.route,
@@ -183,6 +184,10 @@ class Router:
             request_tokens=d.request_tokens,
             truncated=d.truncated,
             reason=d.reason if d.source == "default" else None,
+            rule=d.rule,
+            escalated_from=d.escalated_from,
+            policy=list(d.policy) or None,
+            **(extra or {}),
             **{k: round(v, 3) for k, v in d.timings.model_dump().items()},
         )
 

@@ -161,6 +161,9 @@ class Decision(BaseModel):
     model: str = ""
     decider: str = ""
     timings: Timings = Field(default_factory=Timings)
+    rule: str | None = None  # the rule that picked or narrowed the route
+    escalated_from: str | None = None  # the route before a floor or escalation moved it up
+    policy: tuple[str, ...] = ()  # what the policy did, in order ("floor:checkout", "cap:escalation"...)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
