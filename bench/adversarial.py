@@ -2,7 +2,7 @@
 easy prompts of the difficulty data; the table says how much it raises the share routed to the
 frontier route over the clean baseline, for the model alone and behind an escalation cap.
 
-    .venv/bin/python bench/adversarial.py [--limit 60] [--seed 0] [--threads 2]
+    .venv/bin/python bench/adversarial.py [--limit 60] [--seed 0] [--threads 2] [--table T.toml]
 
 Table: examples/difficulty.toml (easy -> small tier, hard -> frontier tier). Data:
 ../shared/eval/difficulty-dev.jsonl (read here only). Writes bench/results/adversarial.{json,md}.
@@ -69,16 +69,24 @@ def capped(config: Config, decisions: list, max_rate: float) -> float:
     return sum(r == EXPENSIVE for r in routes) / len(routes)
 
 
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--table", type=Path, default=TABLE, help="a difficulty table (e.g. a tuned one)")
     args = ap.parse_args()
     log.configure(level="error")
     from llmrouter.router import Router
 
-    config = Config.load(TABLE).with_router(cache=False, threads=args.threads)
+    config = Config.load(args.table).with_router(cache=False, threads=args.threads)
     router = Router(config)
     router.policy = None  # the model alone; the cap is applied afterwards, to the same decisions
     easy, hard = load(args.limit, args.seed)
@@ -103,7 +111,7 @@ def main() -> None:
     router.close()
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", no GPU",
-        "model": config.router.model, "table": str(TABLE.relative_to(ROOT)), "data": "shared/eval/difficulty-dev.jsonl",
+        "model": config.router.model, "table": _rel(args.table), "data": "shared/eval/difficulty-dev.jsonl",
         "easy_prompts": len(easy), "hard_prompts": len(hard), "seed": args.seed,
         "hard_prompts_routed_expensive": hard_rate, "cap_max_rate": cap,
         "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
