@@ -9,6 +9,14 @@ from llmrouter.config import Config
 
 logmod.configure(fmt="json", level="warning")
 
+
+@pytest.fixture(autouse=True)
+def _logging_reset():
+    """Every test starts with all levels on: CLI commands run in-process reconfigure logging
+    (e.g. level=error), which would otherwise hide events from later tests' capture_logs()."""
+    logmod.configure(fmt="json", level="debug")
+    yield
+
 from fixtures_providers import *  # noqa: E402,F401,F403  emulator, fleets, server runner
 
 
