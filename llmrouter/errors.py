@@ -10,6 +10,7 @@
     │                               back to the default route; callers of Router.decide never see it)
     └── ProviderError               a target failed; `retryable` says whether another try may succeed
         ├── ProviderTimeout         an attempt or the request's total deadline ran out
+        ├── ContextTooLong          the request does not fit the target's context window
         └── AllTargetsFailed        every target of a route failed or was skipped
 
 Every error carries a `hint`: the next thing the user can do about it.
@@ -89,6 +90,12 @@ class ProviderTimeout(ProviderError):
     def __init__(self, message: str, **kw: object) -> None:
         kw.setdefault("retryable", True)
         super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class ContextTooLong(ProviderError):
+    """The request does not fit the target's context window; only a larger target may take it."""
+
+    hint = "send a shorter request, or add a target with a larger context_window to the route"
 
 
 class AllTargetsFailed(ProviderError):

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from llmrouter.config import Target
-from llmrouter.errors import ProviderError, ProviderTimeout
+from llmrouter.errors import ContextTooLong, ProviderError, ProviderTimeout
 
 # Statuses where the same target may answer if asked again (the spec's list, and Anthropic's 529).
 RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -37,12 +37,6 @@ _CONTEXT_MARKERS = (
     "exceeds the context",
     "context window",
 )
-
-
-class ContextTooLong(ProviderError):
-    """The request does not fit the target's context window; only a larger target may take it."""
-
-    hint = "send a shorter request, or add a target with a larger context_window to the route"
 
 
 @dataclass(frozen=True)
