@@ -66,3 +66,4 @@ from llmrouter import cli_core  # noqa: E402,F401  route, models, routes
 from llmrouter import cli_serve  # noqa: E402,F401  serve, chat
 from llmrouter import cli_bench  # noqa: E402,F401  bench
 from llmrouter import cli_policy  # noqa: E402,F401  stats, replay
+from llmrouter import cli_quality  # noqa: E402,F401  eval, tune

@@ -51,7 +51,11 @@ class RouterSettings(_Strict):
 
     model: str = "smollm2-135m"
     prompt: str = "router-v1"
-    mode: Literal["scored", "generate"] = "scored"
+    # scored: the model's route probabilities; generate: Outlines JSON; fitted: a head over the
+    # model's hidden states (`head`, made by `llmrouter tune`); combined: the head, or the model's
+    # calibrated scores where the head is unsure
+    mode: Literal["scored", "generate", "fitted", "combined"] = "scored"
+    head: str = ""  # a fitted head (.npz) made by `llmrouter tune`, relative to the route table
     threads: int = Field(1, ge=1, le=256)
     threads_batch: int | None = Field(None, ge=1, le=256)
     context_size: int = Field(2048, ge=256, le=131072)
@@ -70,7 +74,20 @@ class RouterSettings(_Strict):
             "mode": self.mode,
             "max_request_tokens": self.max_request_tokens,
             "examples_per_route": self.examples_per_route,
+            "head": self.head,
         }
+
+    def head_path(self, config_path: str = "") -> Path | None:
+        """The fitted head's file: relative to the route table's folder (or the package's)."""
+        if not self.head:
+            return None
+        p = Path(os.path.expanduser(self.head))
+        if p.is_absolute():
+            return p
+        base = Path(config_path).parent if config_path else DEFAULT_CONFIG.parent
+        if not (base / p).is_file() and (DEFAULT_CONFIG.parent / p).is_file():
+            return DEFAULT_CONFIG.parent / p  # a copy of the packaged table keeps the packaged head
+        return base / p
 
     @property
     def cache_path(self) -> Path:

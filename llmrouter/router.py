@@ -66,6 +66,7 @@ class Router:
                 family=spec.chat_template if spec else guess_family(model_path),
                 kv_dir=user_dir("kv"),
             )
+            attach_head(decider, config)
         else:
             self.model_sha256 = getattr(decider, "model_id", "") or "custom"
         self.decider = decider
@@ -88,7 +89,8 @@ class Router:
             table_fingerprint=self.table.fingerprint,
             prompt_version=self.prompt.version,
             model_sha256=self.model_sha256,
-            settings={**self.config.router.decider_settings(), "explain": explain},
+            settings={**self.config.router.decider_settings(), "explain": explain,
+                      "head_digest": getattr(getattr(self.decider, "head", None), "digest", "")},
         )
 
     def decide(self, request: Any, *, explain: bool = False, use_cache: bool = True) -> Decision:
@@ -243,6 +245,22 @@ def model_digest(path: Path, spec: registry.ModelSpec | None) -> str:
     except OSError:
         pass
     return digest
+
+
+def attach_head(decider: Any, config: Config) -> None:
+    """Give the decider the route table's fitted head; fitted/combined modes need one."""
+    from llmrouter.deciders.fitted import FittedHead
+    from llmrouter.errors import ConfigError
+
+    path = config.router.head_path(config.path)
+    if path is None:
+        if config.router.mode in ("fitted", "combined"):
+            raise ConfigError(
+                f"[router] mode = {config.router.mode!r} needs a fitted head: set [router] head",
+                hint="run `llmrouter tune DATA.jsonl --config TABLE --out TUNED.toml`, or use mode = \"scored\"",
+            )
+        return
+    decider.use_head(FittedHead.load(path))
 
 
 def guess_family(path: Path) -> str:

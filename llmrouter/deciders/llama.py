@@ -5,6 +5,9 @@ Per request only the request's own tokens and a short suffix are evaluated: the 
 it instead of evaluating it again. Routes are scored from the logits (see route_trie), which gives
 the decision and its confidence in one forward pass for most tables. `mode="generate"` and
 `explain=True` use Outlines for constrained generation on the same warm prefix.
+
+With a fitted head (`mode="fitted"` or `"combined"`, see deciders/fitted.py) the same forward
+pass also yields the model's final hidden states, which the head reads: no second pass.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,15 @@ from llmrouter.types import Timings
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REASON_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one forward pass tells about a request: route scores and final hidden states."""
+
+    scores: dict[str, float]  # the model's own P(route), renormalised over the table's routes
+    mean: np.ndarray | None = None  # hidden state averaged over the request's tokens (in context)
+    last: np.ndarray | None = None  # hidden state of the prompt's last token (has read it all)
 
 
 def load_llama(model_path: Path, settings: RouterSettings, **extra: object):
@@ -100,6 +113,16 @@ class LlamaDecider:
             )
         self.prefix_source = self._warm_prefix(kv_dir)
         self._outlines: object | None = None
+        self.n_embd = self.llm.n_embd()
+        self.feature_key = hashlib.sha256(
+            repr((model_id, self.prefix, self.suffix, settings.max_request_tokens)).encode()
+        ).hexdigest()[:16]
+        self.head = None  # a FittedHead, attached with use_head()
+
+    def use_head(self, head) -> None:
+        """Decide with a fitted head (checked against this model, prompt and table)."""
+        head.check(self.model_id, self.feature_key, self.table.names)
+        self.head = head
 
     # --- tokens --------------------------------------------------------------------------
     def _tok(self, text: str, *, bos: bool = False, special: bool = False) -> list[int]:
@@ -198,23 +221,69 @@ class LlamaDecider:
             return row
         return self._logits()
 
+    def _eval_request(self, toks: list[int], states: bool) -> np.ndarray | None:
+        """Evaluate `toks` after the prefix; with `states`, return their final hidden states."""
+        if not states:
+            self.llm.eval(toks)
+            return None
+        if len(toks) > self.settings.batch_size:
+            raise DeciderError("request and suffix do not fit one batch; raise [router] batch_size")
+        lib, llm = self._lib, self.llm
+        lib.llama_set_embeddings(self._ctx, True)
+        try:
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+            # every token marked as an output: llama.cpp needs them all for embeddings
+            llm._batch.set_batch(batch=toks, n_past=llm.n_tokens, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[llm.n_tokens: llm.n_tokens + len(toks)] = toks
+            llm.n_tokens += len(toks)
+            ptr = lib.llama_get_embeddings(self._ctx)
+            if not ptr:
+                raise DeciderError("llama.cpp returned no hidden states")
+            return np.ctypeslib.as_array(ptr, shape=(len(toks), self.n_embd)).copy()
+        finally:
+            lib.llama_set_embeddings(self._ctx, False)
+
+    def observe(self, text: str) -> tuple[Observation, Verdict]:
+        """The model's route scores and hidden states for `text` (one forward pass), and the
+        verdict this decider gives on them. For eval and tune: features for every mode at once."""
+        with self.lock:
+            try:
+                verdict, obs = self._decide(text, False, observe=True)
+            except DeciderError:
+                raise
+            except Exception as exc:
+                raise DeciderError(f"{type(exc).__name__}: {exc}") from exc
+        assert obs is not None
+        return obs, verdict
+
     def decide(self, text: str, *, explain: bool = False) -> Verdict:
         with self.lock:
             try:
-                return self._decide(text, explain)
+                return self._decide(text, explain)[0]
             except DeciderError:
                 raise
             except Exception as exc:  # llama.cpp or Outlines failed: the router falls back
                 raise DeciderError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _decide(self, text: str, explain: bool) -> Verdict:
+    def _decide(self, text: str, explain: bool, observe: bool = False) -> tuple[Verdict, Observation | None]:
         t0 = time.perf_counter()
         req, truncated = self.encode_request(text)
         t1 = time.perf_counter()
         self.llm.n_tokens = len(self.prefix)
-        self.llm.eval(req + self.suffix)
+        head = self.head if self.mode != "generate" else None
+        need = observe or (head is not None and head.needs_states(self.mode))
+        states = self._eval_request(req + self.suffix, states=need)
         t2 = time.perf_counter()
         scores = score_routes(self.trie, self._logits_after)
+        obs = Observation(scores=scores)
+        if states is not None:
+            n = len(req)
+            mean = states[:n].mean(axis=0) if n else np.zeros(self.n_embd, dtype=np.float32)
+            obs = Observation(scores=scores, mean=mean, last=states[-1])
+        decider = f"llama-{self.mode}"
+        if head is not None:
+            scores, decider = head.decide(obs, self.mode)
         route = max(scores, key=scores.__getitem__)
         reason = None
         if self.mode == "generate":
@@ -231,8 +300,8 @@ class LlamaDecider:
             request_tokens=len(req),
             timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2), decode_ms=ms(t2, t3),
                             total_ms=ms(t0, t3)),
-            decider=f"llama-{self.mode}",
-        )
+            decider=decider,
+        ), obs
 
     # --- Outlines: generated JSON and explanations ---------------------------------------
     @property

@@ -1,0 +1,108 @@
+"""Fitted and combined modes on the real default model: features from the decision's own forward
+pass, a head fitted on a few dozen of the package's examples, and the refusal of foreign heads."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from llmrouter import evaluate as ev
+from llmrouter import tune as tn
+from llmrouter.deciders.fitted import FittedHead
+from llmrouter.errors import ConfigError
+from llmrouter.router import Router
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def few(default_config):
+    """Three package examples per route (33 requests), and their observations."""
+    recs = ev.load_records(tn.PACKAGE_EXAMPLES)
+    by: dict[str, list[ev.Record]] = {}
+    for r in recs:
+        by.setdefault(r.label, []).append(r)
+    return [r for name in default_config.table.names for r in by[name][:3]]
+
+
+@pytest.fixture(scope="module")
+def observed(model_router, few, tmp_path_factory):
+    d = model_router.decider
+    feats, ms = tn.observe(d, [r.text for r in few], cache_dir=tmp_path_factory.mktemp("features"))
+    y = np.array([d.table.names.index(r.label) for r in few])
+    return tn.Observed(feats, y, ms)
+
+
+def test_observation_matches_the_scored_decision(model_router):
+    d = model_router.decider
+    text = "Translate 'good night' into Italian."
+    obs, verdict = d.observe(text)
+    old = d.mode, d.head
+    try:
+        d.mode, d.head = "scored", None  # the model alone, without the table's head
+        plain = d.decide(text)
+    finally:
+        d.mode, d.head = old
+    assert obs.mean.shape == obs.last.shape == (d.n_embd,)
+    assert np.isfinite(obs.mean).all() and np.isfinite(obs.last).all()
+    assert obs.scores == pytest.approx(plain.scores, abs=1e-4)
+    assert plain.decider == "llama-scored"
+    assert verdict.decider == ("fitted" if d.head is not None and d.mode == "fitted" else verdict.decider)
+    assert verdict.scores == pytest.approx(d.decide(text).scores, abs=1e-6)
+
+
+def test_hidden_states_differ_between_requests(model_router):
+    a, _ = model_router.decider.observe("hi there!")
+    b, _ = model_router.decider.observe("Solve 3x + 4 = 19 for x.")
+    assert not np.allclose(a.last, b.last)
+
+
+@pytest.mark.parametrize("mode", ["fitted", "combined"])
+def test_head_modes_give_valid_decisions(model_router, observed, few, mode, tmp_path):
+    d = model_router.decider
+    spec = tn.Spec(mode, ("last", "logp"), 0.1, threshold=0.5)
+    head = tn.fit(spec, observed, d.table.names, model_sha256=d.model_id, feature_key=d.feature_key)
+    path = head.save(tmp_path / "h.npz")
+    cfg = model_router.config.with_router(mode=mode, head=str(path))
+    old_mode, old_head = d.mode, d.head
+    try:
+        from llmrouter.router import attach_head
+
+        d.mode = mode
+        attach_head(d, cfg)
+        router = Router(cfg, decider=d, cache=None)
+        hits = 0
+        for r in few[::3]:  # one training request per route: the head should recall most of them
+            dec = router.decide(r.text, use_cache=False)
+            assert dec.source == "model"
+            assert math.isclose(sum(dec.scores.values()), 1.0, abs_tol=1e-6)
+            assert set(dec.scores) == set(d.table.names)
+            assert dec.confidence == pytest.approx(dec.scores[dec.route])
+            assert dec.decider in (("fitted",) if mode == "fitted" else ("combined:head", "combined:model"))
+            hits += dec.route == r.label
+        assert hits >= 8  # of 11 it was fitted on
+    finally:
+        d.mode, d.head = old_mode, old_head
+
+
+def test_a_head_for_another_table_is_refused(model_router, observed, tmp_path, default_config):
+    d = model_router.decider
+    head = tn.fit(tn.Spec("fitted", ("last",), 0.1), observed, d.table.names,
+                  model_sha256=d.model_id, feature_key=d.feature_key)
+    path = head.save(tmp_path / "h.npz")
+    with pytest.raises(ConfigError, match="another router prompt"):
+        FittedHead.load(path).check(d.model_id, "0" * 16, d.table.names)
+    routes = [r.model_dump() for r in default_config.table.routes]
+    routes[0]["description"] = "Anything about software."
+    data = default_config.to_dict()
+    data["router"].update(mode="fitted", head=str(path))
+    other = default_config.from_dict({**data, "routes": routes})
+    with pytest.raises(ConfigError, match="another router prompt"):
+        Router(other.with_router(cache=False))
+
+
+def test_fitted_mode_without_a_head_is_a_config_error(default_config):
+    with pytest.raises(ConfigError, match="needs a fitted head"):
+        Router(default_config.with_router(mode="fitted", head="", cache=False))
