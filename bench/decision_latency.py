@@ -36,6 +36,11 @@ def main() -> None:
         results = bench_run.run(None, None, threads, data, limit=args.limit, repeats=args.repeats,
                                 paths=not args.no_paths, progress=lambda: bar.advance(task))
     results["data"] = "shared/eval/task-routing-dev.jsonl (sample)" if data else "built-in samples"
+    from llmrouter import breakeven
+    from llmrouter.config import Config
+
+    # the server's tax and the break-even, with the default routes on priced (emulated) targets
+    results["breakeven"] = breakeven.run(Config.load(HERE.parent / "examples" / "priced.toml"), n=30)
     for p in bench_run.write(results, HERE / "results", "latency"):
         print("wrote", p)
     print(bench_run.markdown(results))
