@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmrouter.config import RouterSettings, RouteTable, user_dir
+from llmrouter.config import RouterSettings, RouteTable
 from llmrouter.deciders.base import Verdict
 from llmrouter.deciders.route_trie import build_trie, passes_needed, score_routes
 from llmrouter.errors import ConfigError, DeciderError, ModelError
@@ -289,7 +289,7 @@ class LlamaDecider:
         if self.mode == "generate":
             route = self._generate_route(req)
         if explain:
-            reason = self._explain(route)
+            reason = self._explain(req, route)
         t3 = time.perf_counter()
         ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
         return Verdict(
@@ -316,7 +316,9 @@ class LlamaDecider:
         """Outlines-constrained JSON generation of the route (after the same prompt)."""
         return self.outlines.generate_route(self.prefix + req + self.suffix)
 
-    def _explain(self, route: str) -> str:
-        """A short reason, generated under an Outlines regex after the decided route."""
-        prompt = self.llm.input_ids[: self.llm.n_tokens].tolist()  # prefix + request + suffix
-        return self.outlines.reason(prompt + self.route_tokens[route])
+    def _explain(self, req: list[int], route: str) -> str:
+        """A short reason, generated under an Outlines regex after the decided route.
+
+        The prompt is rebuilt from its parts, not read back from the context: in generate mode
+        the context also holds the generated JSON."""
+        return self.outlines.reason(self.prefix + req + self.suffix + self.route_tokens[route])

@@ -79,12 +79,15 @@ def test_explain_adds_a_reason(model_router):
 
 def test_generate_mode_emits_a_valid_route(model_router):
     decider = model_router.decider
+    mode = decider.mode
     decider.mode = "generate"
     try:
         v = decider.decide("Translate 'thank you' into Italian")
+        explained = decider.decide("Translate 'thank you' into Italian", explain=True)
     finally:
-        decider.mode = "scored"
+        decider.mode = mode
     assert v.route in model_router.table.names and v.decider == "llama-generate"
+    assert explained.route == v.route and explained.reason and "\n" not in explained.reason
 
 
 def test_bad_input_is_a_request_error(model_router):
