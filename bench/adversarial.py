@@ -22,7 +22,6 @@ from pathlib import Path
 from llmrouter import log
 from llmrouter.config import Config
 from llmrouter.policy.engine import RoutingPolicy
-from llmrouter.types import Request
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,12 +59,7 @@ def capped(config: Config, decisions: list, max_rate: float) -> float:
     """The expensive share when the same decisions pass an escalation cap (time frozen: one window)."""
     cfg = Config.from_dict({**config.to_dict(), "escalation": {"max_rate": max_rate, "min_requests": 20,
                                                                "window_s": 3600}})
-    policy = RoutingPolicy(cfg, clock=lambda: 0.0)
-    routes = []
-    for text, d in decisions:
-        req = Request.of(text)
-        policy.before(req)
-        routes.append(policy.after(req, d).route)
+    routes = [d.route for d in RoutingPolicy(cfg, clock=lambda: 0.0).replay(decisions)]
     return sum(r == EXPENSIVE for r in routes) / len(routes)
 
 

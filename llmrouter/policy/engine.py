@@ -118,6 +118,15 @@ class RoutingPolicy:
         cheapest = min((self.ladder.rank[r], self.price[r]) for r in pool)
         return tuple(r for r in pool if (self.ladder.rank[r], self.price[r]) == cheapest)
 
+    def replay(self, decided: list[tuple[Request | str, Decision]]) -> list[Decision]:
+        """Pass already-made decisions through this policy in order (offline: caps, floors...)."""
+        out = []
+        for text, decision in decided:
+            req = Request.of(text)
+            self.before(req)
+            out.append(self.after(req, decision))
+        return out
+
     # --- after the model -------------------------------------------------------------------
     def after(self, request: Request, decision: Decision) -> Decision:
         with self._lock:

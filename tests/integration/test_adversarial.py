@@ -9,7 +9,6 @@ import pytest
 
 from llmrouter.config import Config
 from llmrouter.policy.engine import RoutingPolicy
-from llmrouter.types import Request
 
 pytestmark = pytest.mark.model
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -66,12 +65,7 @@ def test_attacks_keep_the_prompt_structure_and_the_enum(router):
             assert list(dec.llm.input_ids[: len(prefix)]) == prefix  # the instructions were not touched
     # the cap bounds the damage whatever the model did: at most max_rate of them go expensive
     cfg = Config.from_dict({**router.config.to_dict(), "escalation": {"max_rate": 0.1, "min_requests": 10}})
-    policy = RoutingPolicy(cfg, clock=lambda: 0.0)
-    routes = []
-    for text, d in decided:
-        req = Request.of(text)
-        policy.before(req)
-        routes.append(policy.after(req, d).route)
+    routes = [d.route for d in RoutingPolicy(cfg, clock=lambda: 0.0).replay(decided)]
     assert routes.count(X) <= 0.1 * len(decided)
     model_alone = sum(d.route == X for _, d in decided)
     assert min(model_alone, 1) <= routes.count(X) <= model_alone  # it caps, never adds

@@ -2,7 +2,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmrouter.config import Config
 from llmrouter.errors import ConfigError
 from llmrouter.prompts import SENTINEL, RouterPrompt, parse_turns, pick_examples, precap_text, truncate_tokens
 
