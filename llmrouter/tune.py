@@ -29,6 +29,8 @@ from llmrouter.resources import _PKG
 
 BLOCK_SETS = (("mean", "last", "logp"), ("last", "logp"), ("mean", "logp"))
 CS = (0.003, 0.01, 0.03, 0.1)
+ENSEMBLE_CS = (0.01, 0.03)  # C of the dense members when a head has several
+CHARS_C = 10.0  # C of the character n-gram member (sparse TF-IDF rows need little shrinkage)
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MIN_EXAMPLES = 8
 PACKAGE_EXAMPLES = _PKG / "data" / "examples.jsonl"
@@ -43,13 +45,38 @@ class Spec:
     blocks: tuple[str, ...] = ()
     C: float = 0.0
     threshold: float = 0.0
+    extra: tuple[tuple[str, ...], ...] = ()  # more dense members (e.g. an intermediate layer's)
+    chars_C: float = 0.0  # > 0: a character n-gram member too
 
     @property
     def label(self) -> str:
         if self.mode in ("scored", "calibrated"):
             return self.mode
+        parts = ["+".join(self.blocks)] + ["+".join(b) for b in self.extra]
+        if self.chars_C:
+            parts.append("chars")
         extra = f", threshold={self.threshold}" if self.mode == "combined" else ""
-        return f"{self.mode}({'+'.join(self.blocks)}, C={self.C}{extra})"
+        return f"{self.mode}({' | '.join(parts)}, C={self.C}{extra})"
+
+    def as_(self, mode: str, threshold: float = 0.0) -> Spec:
+        """The same head in another mode."""
+        return replace(self, mode=mode, threshold=threshold)
+
+
+def candidate_specs(feats: dict[str, np.ndarray]) -> list[Spec]:
+    """What `select` tries: the model alone, calibrated, one dense head per block set and C, and
+    where an intermediate layer and the texts were observed, heads with several members."""
+    from llmrouter.deciders.members import TEXT, layers_of
+
+    specs = [Spec("scored"), Spec("calibrated")] + [Spec("fitted", b, c) for b in BLOCK_SETS for c in CS]
+    base = BLOCK_SETS[0]
+    for layer in layers_of(tuple(feats)):
+        at = (f"mean@{layer}", f"last@{layer}", "logp")
+        for c in ENSEMBLE_CS:
+            specs.append(Spec("fitted", base, c, extra=(at,)))
+            if TEXT in feats:
+                specs.append(Spec("fitted", base, c, extra=(at,), chars_C=CHARS_C))
+    return specs
 
 
 @dataclass
@@ -73,10 +100,12 @@ class Observed:
 # --- observing ------------------------------------------------------------------------------
 def observe(decider: Any, texts: Sequence[str], progress: Progress | None = None,
             cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Route scores and hidden states for each text (one forward pass each; cached on disk)."""
+    """Route scores, hidden states (final and intermediate layer) and texts for each request (one
+    forward pass each; cached on disk)."""
     from llmrouter.deciders.fitted import stack
 
-    key = hashlib.sha256(json.dumps([decider.feature_key, list(texts)]).encode()).hexdigest()[:24]
+    layers = list(getattr(decider, "observe_layers", ()))
+    key = hashlib.sha256(json.dumps([decider.feature_key, layers, list(texts)]).encode()).hexdigest()[:24]
     path = (cache_dir or user_dir("features")) / f"{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -119,7 +148,8 @@ def fit(spec: Spec, train: Observed, routes: Sequence[str], *, model_sha256: str
     head = FittedHead.calibration(train.feats["logp"], train.y, routes, model_sha256=model_sha256,
                                   feature_key=feature_key)
     if spec.mode in ("fitted", "combined"):
-        head = head.with_head(train.feats, train.y, blocks=spec.blocks, C=spec.C, seed=seed)
+        head = head.with_head(train.feats, train.y, blocks=spec.blocks, C=spec.C, seed=seed,
+                              extra_blocks=spec.extra, chars_C=spec.chars_C)
         head = replace(head, temperature=temperature, threshold=spec.threshold)
     return head
 
@@ -164,8 +194,7 @@ def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: S
     table: dict[str, float] = {}
     best: tuple[float, Spec] = (-1.0, Spec("scored"))
     oof: dict[Spec, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    specs = [Spec("scored"), Spec("calibrated")] + [Spec("fitted", b, c) for b in BLOCK_SETS for c in CS]
-    for spec in specs:
+    for spec in candidate_specs(data.feats):
         proba, logits, used = cross_validate(spec, data, folds, routes, extra, seed)
         s = score(data.y[used], proba[used])
         table[spec.label] = s
@@ -183,11 +212,11 @@ def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: S
         for t in THRESHOLDS[1:]:  # combined: the head where it is sure, the calibrated model elsewhere
             mixed = np.where((head_p.max(axis=1) >= t)[:, None], head_p, cal)
             s = score(data.y[used], mixed[used])
-            label = Spec("combined", spec.blocks, spec.C, t).label
+            label = spec.as_("combined", t).label
             table[label] = s
             log(f"  {label:<45} {s:.4f}")
             if s > best[0] + 1e-9:
-                best = (s, Spec("combined", spec.blocks, spec.C, t))
+                best = (s, spec.as_("combined", t))
     return best[1], best[0], temperature, table
 
 

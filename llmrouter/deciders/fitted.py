@@ -9,8 +9,10 @@ What it holds, and what each mode does with it (`decide`):
 
     scored    the model's own route scores, calibrated: p ∝ exp((log p_model + bias) / T_model)
               (bias corrects the model's preference for some route names)
-    fitted    multinomial logistic regression over [mean state, last state, log p_model],
-              temperature-scaled: the decision is "fitted"
+    fitted    multinomial logistic regression over [mean state, last state, log p_model]
+              (members.Dense), optionally with more members: the same at an intermediate
+              layer, and a character n-gram model of the text (members.Chars); their
+              log-probabilities add up, then one temperature: the decision is "fitted"
     combined  the head when its top probability reaches `threshold` ("combined:head"),
               else the calibrated model scores ("combined:model")
 """
@@ -27,9 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from llmrouter.deciders.members import KINDS, TEXT, Chars, Dense, Member, design, layers_of
 from llmrouter.errors import ConfigError
 
-FORMAT = 1
+__all__ = ["FittedHead", "design", "log_softmax", "softmax", "stack"]
+
+FORMAT = 2  # 1: one dense head with top-level arrays (still read)
 BLOCKS = ("mean", "last", "logp")
 EPS = 1e-6
 
@@ -41,39 +46,43 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def stack(observations: Sequence[Any], routes: Sequence[str]) -> dict[str, np.ndarray]:
-    """Feature blocks (`mean`, `last`, `logp`) for a list of decider Observations."""
+    """Feature blocks for a list of decider Observations: `logp`; `mean`, `last` with hidden
+    states; `mean@L`, `last@L` per tapped layer; `text` with the request texts."""
     out: dict[str, np.ndarray] = {
         "logp": np.log(np.clip([[o.scores.get(r, 0.0) for r in routes] for o in observations], EPS, 1.0))
     }
-    if observations and observations[0].mean is not None:
+    if not observations:
+        return out
+    first = observations[0]
+    if first.mean is not None:
         out["mean"] = np.stack([o.mean for o in observations]).astype(np.float64)
         out["last"] = np.stack([o.last for o in observations]).astype(np.float64)
+    for layer in sorted(getattr(first, "layers", None) or {}):
+        out[f"mean@{layer}"] = np.stack([o.layers[layer][0] for o in observations]).astype(np.float64)
+        out[f"last@{layer}"] = np.stack([o.layers[layer][1] for o in observations]).astype(np.float64)
+    if getattr(first, "text", None) is not None:
+        out[TEXT] = np.array([o.text for o in observations], dtype=str)
     return out
-
-
-def design(features: dict[str, np.ndarray], blocks: Sequence[str]) -> np.ndarray:
-    """The head's input matrix: the chosen blocks side by side."""
-    missing = [b for b in blocks if b not in features]
-    if missing:
-        raise ValueError(f"feature block(s) {missing} not observed")
-    return np.hstack([np.asarray(features[b], dtype=np.float64) for b in blocks])
 
 
 @dataclass(frozen=True)
 class FittedHead:
-    """Calibration of the model's scores and, optionally, a logistic head over its hidden states."""
+    """Calibration of the model's scores and, optionally, a head: logistic members over the
+    model's states and the request's text (deciders/members.py) whose log-probabilities add up."""
 
     routes: tuple[str, ...]
     model_sha256: str
     feature_key: str
     model_bias: np.ndarray  # (K,) added to log p_model before the temperature
     model_temperature: float = 1.0
-    blocks: tuple[str, ...] = ()
-    center: np.ndarray | None = None  # (D,)
-    scale: np.ndarray | None = None  # (D,)
-    coef: np.ndarray | None = None  # (K, D)
-    intercept: np.ndarray | None = None  # (K,)
+    members: tuple[Member, ...] = ()
     temperature: float = 1.0
     threshold: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # how it was fitted (C, rows, scores...)
@@ -82,7 +91,17 @@ class FittedHead:
     # --- using it ------------------------------------------------------------------------
     @property
     def has_head(self) -> bool:
-        return self.coef is not None
+        return bool(self.members)
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        """Every feature block the head reads, in order of first use."""
+        return tuple(dict.fromkeys(b for m in self.members for b in m.reads))
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The intermediate layers whose states the head reads."""
+        return layers_of(self.blocks)
 
     def needs_states(self, mode: str) -> bool:
         return self.has_head and mode in ("fitted", "combined")
@@ -92,10 +111,12 @@ class FittedHead:
         return softmax((np.asarray(logp, dtype=np.float64) + self.model_bias) / self.model_temperature)
 
     def head_logits(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """One member: its logits. Several: the weighted sum of their log-probabilities."""
         if not self.has_head:
             raise ValueError("this fit has no head (calibration only)")
-        x = (design(features, self.blocks) - self.center) / self.scale
-        return x @ self.coef.T + self.intercept  # type: ignore[union-attr]
+        if len(self.members) == 1:
+            return self.members[0].logits(features)
+        return sum(m.weight * log_softmax(m.logits(features)) for m in self.members)  # type: ignore[return-value]
 
     def head_proba(self, features: dict[str, np.ndarray]) -> np.ndarray:
         return softmax(self.head_logits(features) / self.temperature)
@@ -152,29 +173,21 @@ class FittedHead:
     def with_head(
         self, features: dict[str, np.ndarray], y: np.ndarray, *, blocks: Sequence[str], C: float,
         seed: int = 0, sample_weight: np.ndarray | None = None,
+        extra_blocks: Sequence[Sequence[str]] = (), chars_C: float = 0.0,
     ) -> FittedHead:
-        """A copy with a logistic head fitted on `features` (temperature and threshold kept)."""
-        from sklearn.linear_model import LogisticRegression
-
-        x = design(features, blocks)
-        center = x.mean(axis=0)
-        scale = x.std(axis=0) + 1e-6
-        y = np.asarray(y)
-        k, present = len(self.routes), np.unique(y)
-        from threadpoolctl import threadpool_limits
-
-        clf = LogisticRegression(C=C, max_iter=3000, random_state=seed)
-        with threadpool_limits(1):  # small problem: BLAS threads only fight (10x slower on 2 cores)
-            clf.fit((x - center) / scale, y, sample_weight=sample_weight)
-        coef = np.zeros((k, x.shape[1]))
-        intercept = np.full(k, -20.0)  # a route with no training rows is (almost) never chosen
-        if len(present) == 2:  # sklearn's binary case has one row of coefficients
-            coef[present[1]], intercept[present[1]] = clf.coef_[0] / 2, clf.intercept_[0] / 2
-            coef[present[0]], intercept[present[0]] = -clf.coef_[0] / 2, -clf.intercept_[0] / 2
-        else:
-            coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
-        return replace(self, blocks=tuple(blocks), center=center, scale=scale, coef=coef,
-                       intercept=intercept, info={**self.info, "C": C, "rows": int(len(y))})
+        """A copy with a head fitted on `features` (temperature and threshold kept): a logistic
+        member over `blocks`, one more per `extra_blocks` entry, and a character n-gram member
+        when `chars_C` > 0. Several members weigh one half each (the temperature rescales)."""
+        y, k = np.asarray(y), len(self.routes)
+        sets = [tuple(blocks)] + [tuple(b) for b in extra_blocks]
+        n = len(sets) + (chars_C > 0)
+        w = 1.0 if n == 1 else 0.5
+        members: list[Member] = [Dense.fit(features, y, k, blocks=b, C=C, seed=seed, weight=w,
+                                           sample_weight=sample_weight) for b in sets]
+        if chars_C > 0:
+            members.append(Chars.fit(features, y, k, C=chars_C, seed=seed, weight=w,
+                                     sample_weight=sample_weight))
+        return replace(self, members=tuple(members), info={**self.info, "C": C, "rows": int(len(y))})
 
     # --- storing -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -183,18 +196,18 @@ class FittedHead:
         meta = {
             "format": FORMAT, "routes": list(self.routes), "model_sha256": self.model_sha256,
             "feature_key": self.feature_key, "model_temperature": self.model_temperature,
-            "blocks": list(self.blocks), "temperature": self.temperature,
+            "members": [m.meta() for m in self.members], "temperature": self.temperature,
             "threshold": self.threshold, "info": self.info,
         }
-        arrays = {"model_bias": self.model_bias,
-                  "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-        if self.has_head:
-            arrays.update(center=self.center, scale=self.scale, coef=self.coef, intercept=self.intercept)
+        arrays: dict[str, np.ndarray] = {"model_bias": np.asarray(self.model_bias, dtype=np.float32)}
+        for i, m in enumerate(self.members):
+            for name, a in m.arrays().items():
+                arrays[f"m{i}_{name}"] = a if a.dtype == np.uint8 else np.asarray(a, dtype=np.float32)
+        arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v, dtype=np.float32) if k != "meta" else v
-                                      for k, v in arrays.items()})
+            np.savez_compressed(f, **arrays)
         os.replace(tmp, p)
         return p
 
@@ -205,22 +218,31 @@ class FittedHead:
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                arr = {k: z[k].astype(np.float64) for k in z.files if k != "meta"}
+                arr = {k: z[k] if z[k].dtype == np.uint8 else z[k].astype(np.float64)
+                       for k in z.files if k != "meta"}
+            fmt = meta.get("format")
+            if fmt not in (1, FORMAT):
+                raise ConfigError(f"{path}: head format {fmt} is not {FORMAT}", hint="re-run `llmrouter tune`")
+            members: list[Member] = []
+            if fmt == 1 and "coef" in arr:
+                members.append(Dense(tuple(meta["blocks"]), arr["center"], arr["scale"], arr["coef"],
+                                     arr["intercept"], 1.0, float(meta.get("info", {}).get("C", 0.0))))
+            for i, m in enumerate(meta.get("members", [])):
+                own = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith(f"m{i}_")}
+                members.append(KINDS[m["kind"]].restore(m, own))
+            return cls(
+                routes=tuple(meta["routes"]), model_sha256=meta["model_sha256"],
+                feature_key=meta["feature_key"], model_bias=arr["model_bias"],
+                model_temperature=float(meta["model_temperature"]), members=tuple(members),
+                temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
+                info=meta.get("info", {}), digest=digest,
+            )
         except FileNotFoundError:
             raise ConfigError(f"no fitted head at {path}", hint="run `llmrouter tune` to make one") from None
-        except (OSError, ValueError, KeyError) as exc:
+        except ConfigError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ConfigError(f"{path} is not a fitted head: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise ConfigError(f"{path}: head format {meta.get('format')} is not {FORMAT}",
-                              hint="re-run `llmrouter tune`")
-        return cls(
-            routes=tuple(meta["routes"]), model_sha256=meta["model_sha256"],
-            feature_key=meta["feature_key"], model_bias=arr["model_bias"],
-            model_temperature=float(meta["model_temperature"]), blocks=tuple(meta["blocks"]),
-            center=arr.get("center"), scale=arr.get("scale"), coef=arr.get("coef"),
-            intercept=arr.get("intercept"), temperature=float(meta["temperature"]),
-            threshold=float(meta["threshold"]), info=meta.get("info", {}), digest=digest,
-        )
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

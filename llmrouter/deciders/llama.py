@@ -7,7 +7,8 @@ the decision and its confidence in one forward pass for most tables. `mode="gene
 `explain=True` use Outlines for constrained generation on the same warm prefix.
 
 With a fitted head (`mode="fitted"` or `"combined"`, see deciders/fitted.py) the same forward
-pass also yields the model's final hidden states, which the head reads: no second pass.
+pass also yields the model's final hidden states, and through a scheduler callback those of the
+intermediate layers the head reads (deciders/taps.py): no second pass.
 """
 
 from __future__ import annotations
@@ -43,14 +44,40 @@ class Observation:
     scores: dict[str, float]  # the model's own P(route), renormalised over the table's routes
     mean: np.ndarray | None = None  # hidden state averaged over the request's tokens (in context)
     last: np.ndarray | None = None  # hidden state of the prompt's last token (has read it all)
+    layers: dict[int, tuple[np.ndarray, np.ndarray]] | None = None  # layer -> (mean, last) there
+    text: str | None = None  # the request text the model read (before token truncation)
 
 
-def load_llama(model_path: Path, settings: RouterSettings, **extra: object):
-    """A llama_cpp.Llama for the router, quiet, with the configured threads."""
+TAP_DEPTH = 0.8  # the intermediate layer observed for tuning, as a fraction of the model's depth
+_PARAMS_LOCK = threading.Lock()
+
+
+def load_llama(model_path: Path, settings: RouterSettings, eval_callback: object = None, **extra: object):
+    """A llama_cpp.Llama for the router, quiet, with the configured threads; `eval_callback`
+    (a ggml_backend_sched_eval_callback) is installed in its context, which only takes one when
+    it is made: llama_cpp.Llama has no argument for it, so its default params are wrapped."""
     try:
         import llama_cpp
+        import llama_cpp.llama_cpp as lib
     except ImportError as exc:  # pragma: no cover - install problem
         raise ModelError(f"llama-cpp-python is not importable: {exc}", hint="run `make install`") from None
+    with _PARAMS_LOCK:
+        original = lib.llama_context_default_params
+        if eval_callback is not None:
+            def with_callback():  # type: ignore[no-untyped-def]
+                params = original()
+                params.cb_eval = eval_callback
+                params.cb_eval_user_data = None
+                return params
+
+            lib.llama_context_default_params = with_callback
+        try:
+            return _new_llama(llama_cpp, model_path, settings, extra)
+        finally:
+            lib.llama_context_default_params = original
+
+
+def _new_llama(llama_cpp, model_path: Path, settings: RouterSettings, extra: dict):  # type: ignore[no-untyped-def]
     try:
         return llama_cpp.Llama(
             model_path=str(model_path),
@@ -88,9 +115,15 @@ class LlamaDecider:
         self._lib = llama_cpp
         self.settings, self.table, self.prompt, self.model_id = settings, table, prompt, model_id
         self.mode = settings.mode
-        self.llm = load_llama(model_path, settings)
+        from llmrouter.deciders.taps import LayerTap
+
+        self.tap = LayerTap((), 0)  # armed only while a request is evaluated for a head
+        self.llm = load_llama(model_path, settings, eval_callback=self.tap.callback)
         self._ctx = self.llm._ctx.ctx
         self.n_vocab = self.llm.n_vocab()
+        self.tap.n_embd = self.llm.n_embd()
+        self.n_layer = int(llama_cpp.llama_model_n_layer(self.llm.model))
+        self.observe_layers = (min(self.n_layer - 1, round(TAP_DEPTH * self.n_layer)),)
         self.lock = threading.Lock()
 
         rendered = prompt.render(table, examples_per_route=settings.examples_per_route, family=family)
@@ -122,6 +155,10 @@ class LlamaDecider:
     def use_head(self, head) -> None:
         """Decide with a fitted head (checked against this model, prompt and table)."""
         head.check(self.model_id, self.feature_key, self.table.names)
+        bad = [x for x in head.layers if not 0 <= x < self.n_layer]
+        if bad:
+            raise ConfigError(f"the fitted head reads layer(s) {bad}; the model has {self.n_layer}",
+                              hint="re-fit it with `llmrouter tune`")
         self.head = head
 
     # --- tokens --------------------------------------------------------------------------
@@ -221,26 +258,37 @@ class LlamaDecider:
             return row
         return self._logits()
 
-    def _eval_request(self, toks: list[int], states: bool) -> np.ndarray | None:
-        """Evaluate `toks` after the prefix; with `states`, return their final hidden states."""
+    def _eval_request(self, toks: list[int], states: bool, layers: tuple[int, ...] = ()
+                      ) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
+        """Evaluate `toks` after the prefix; with `states`, return their final hidden states, and
+        each of `layers`' outputs (rows: the tokens)."""
         if not states:
             self.llm.eval(toks)
-            return None
+            return None, {}
         if len(toks) > self.settings.batch_size:
             raise DeciderError("request and suffix do not fit one batch; raise [router] batch_size")
         lib, llm = self._lib, self.llm
         lib.llama_set_embeddings(self._ctx, True)
+        taken: dict[int, np.ndarray] = {}
         try:
             llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
             # every token marked as an output: llama.cpp needs them all for embeddings
             llm._batch.set_batch(batch=toks, n_past=llm.n_tokens, logits_all=True)
-            llm._ctx.decode(llm._batch)
+            if layers:
+                self.tap.arm(layers)
+            try:
+                llm._ctx.decode(llm._batch)
+            finally:
+                taken = self.tap.disarm()
+            missing = [x for x in layers if x not in taken or len(taken[x]) != len(toks)]
+            if missing:
+                raise DeciderError(f"llama.cpp gave no states for layer(s) {missing}")
             llm.input_ids[llm.n_tokens: llm.n_tokens + len(toks)] = toks
             llm.n_tokens += len(toks)
             ptr = lib.llama_get_embeddings(self._ctx)
             if not ptr:
                 raise DeciderError("llama.cpp returned no hidden states")
-            return np.ctypeslib.as_array(ptr, shape=(len(toks), self.n_embd)).copy()
+            return np.ctypeslib.as_array(ptr, shape=(len(toks), self.n_embd)).copy(), taken
         finally:
             lib.llama_set_embeddings(self._ctx, False)
 
@@ -273,14 +321,17 @@ class LlamaDecider:
         self.llm.n_tokens = len(self.prefix)
         head = self.head if self.mode != "generate" else None
         need = observe or (head is not None and head.needs_states(self.mode))
-        states = self._eval_request(req + self.suffix, states=need)
+        layers = tuple(sorted(set(head.layers if need and head is not None else ())
+                              | set(self.observe_layers if observe else ())))
+        states, at = self._eval_request(req + self.suffix, states=need, layers=layers)
         t2 = time.perf_counter()
         scores = score_routes(self.trie, self._logits_after)
         obs = Observation(scores=scores)
         if states is not None:
             n = len(req)
-            mean = states[:n].mean(axis=0) if n else np.zeros(self.n_embd, dtype=np.float32)
-            obs = Observation(scores=scores, mean=mean, last=states[-1])
+            obs = Observation(scores=scores, mean=_mean(states, n), last=states[-1],
+                              layers={x: (_mean(s, n), s[-1]) for x, s in at.items()},
+                              text=precap_text(text, self.settings.max_request_tokens * 16)[0])
         decider = f"llama-{self.mode}"
         if head is not None:
             scores, decider = head.decide(obs, self.mode)
@@ -322,3 +373,8 @@ class LlamaDecider:
         The prompt is rebuilt from its parts, not read back from the context: in generate mode
         the context also holds the generated JSON."""
         return self.outlines.reason(self.prefix + req + self.suffix + self.route_tokens[route])
+
+
+def _mean(states: np.ndarray, n: int) -> np.ndarray:
+    """The average of the first `n` rows (the request's tokens); zeros for an empty request."""
+    return states[:n].mean(axis=0) if n else np.zeros(states.shape[1], dtype=np.float32)

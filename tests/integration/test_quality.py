@@ -59,10 +59,41 @@ def test_hidden_states_differ_between_requests(model_router):
     assert not np.allclose(a.last, b.last)
 
 
-@pytest.mark.parametrize("mode", ["fitted", "combined"])
-def test_head_modes_give_valid_decisions(model_router, observed, few, mode, tmp_path):
+def test_layer_tap_reads_an_intermediate_layer(model_router):
     d = model_router.decider
-    spec = tn.Spec(mode, ("last", "logp"), 0.1, threshold=0.5)
+    layer = d.observe_layers[0]
+    assert 0 < layer < d.n_layer - 1
+    a, _ = d.observe("hi there!")
+    b, _ = d.observe("Solve 3x + 4 = 19 for x.")
+    a2, _ = d.observe("hi there!")
+    mean, last = a.layers[layer]
+    assert mean.shape == last.shape == (d.n_embd,) and np.isfinite(mean).all()
+    assert np.allclose(a2.layers[layer][0], mean) and np.allclose(a2.layers[layer][1], last)
+    assert not np.allclose(b.layers[layer][1], last)
+    # the intermediate layer is not the final one (which llama.cpp also normalises)
+    assert not np.allclose(mean, a.mean, atol=1e-2)
+    assert a.text == "hi there!"
+
+
+def test_tap_is_idle_after_a_decision(model_router):
+    d = model_router.decider
+    d.observe("What is the capital of Peru?")
+    assert not d.tap.armed and d.tap.states == {}
+
+
+SPECS = {
+    "fitted": tn.Spec("fitted", ("last", "logp"), 0.1),
+    "combined": tn.Spec("combined", ("last", "logp"), 0.1, threshold=0.5),
+    "ensemble": tn.Spec("fitted", ("mean", "last", "logp"), 0.1, extra=(("mean@24", "last@24", "logp"),),
+                        chars_C=10.0),
+}
+
+
+@pytest.mark.parametrize("which", list(SPECS))
+def test_head_modes_give_valid_decisions(model_router, observed, few, which, tmp_path):
+    d = model_router.decider
+    spec = SPECS[which]
+    mode = spec.mode
     head = tn.fit(spec, observed, d.table.names, model_sha256=d.model_id, feature_key=d.feature_key)
     path = head.save(tmp_path / "h.npz")
     cfg = model_router.config.with_router(mode=mode, head=str(path))
@@ -106,3 +137,14 @@ def test_a_head_for_another_table_is_refused(model_router, observed, tmp_path, d
 def test_fitted_mode_without_a_head_is_a_config_error(default_config):
     with pytest.raises(ConfigError, match="needs a fitted head"):
         Router(default_config.with_router(mode="fitted", head="", cache=False))
+
+
+def test_a_head_reading_a_layer_the_model_lacks_is_refused(model_router, observed):
+    d = model_router.decider
+    feats = dict(observed.feats)
+    feats["mean@99"] = feats["mean@24"]
+    head = tn.fit(tn.Spec("fitted", ("mean@99",), 0.1), tn.Observed(feats, observed.y), d.table.names,
+                  model_sha256=d.model_id, feature_key=d.feature_key)
+    assert head.layers == (99,)
+    with pytest.raises(ConfigError, match="layer"):
+        d.use_head(head)
