@@ -67,7 +67,7 @@ def cv_metrics(spec: tn.Spec, data: tn.Observed, extra: tn.Observed, folds, rout
             t = 1.0
             if spec.mode in ("fitted", "combined"):  # temperature from inner out-of-fold logits
                 inner = ev.stratified_folds(data.y[tr], 3, 1)
-                fitted = tn.Spec("fitted", spec.blocks, spec.C)
+                fitted = spec.as_("fitted")
                 _, logits, used = tn.cross_validate(fitted, data.take(tr), inner, routes, extra)
                 from llmrouter.deciders.fitted import fit_temperature
 
@@ -149,10 +149,13 @@ def main() -> None:
     grouped = ev.source_folds(data.y, sources, seed=args.seed)
     spec, s, temp, table = tn.select(data, grouped, routes, extra, args.seed,
                                      log=lambda x: print(x, flush=True))
-    fitted = tn.Spec("fitted", spec.blocks, spec.C) if spec.mode != "scored" else tn.Spec("fitted", tn.BLOCK_SETS[1], tn.CS[1])
-    combined = spec if spec.mode == "combined" else tn.Spec("combined", fitted.blocks, fitted.C, 0.5)
+    single = tn.Spec("fitted", tn.BLOCK_SETS[0], 0.03)  # final layer only: the first release's head
+    fitted = spec.as_("fitted") if spec.mode != "scored" else single
+    combined = spec if spec.mode == "combined" else fitted.as_("combined", 0.5)
     specs = {"zero-shot (scored)": tn.Spec("scored"), "calibrated (scored + prior)": tn.Spec("calibrated"),
              f"fitted {fitted.label}": fitted, f"combined {combined.label}": combined}
+    if single != fitted:
+        specs[f"ablation: one member, {single.label}"] = single
     results["task"] = {"n": len(task), "chosen_by_grouped_cv": spec.label, "selection": table}
     for split, folds in (("stratified_5fold", strat), ("grouped_by_source", grouped)):
         results["task"][split] = {}
@@ -161,6 +164,30 @@ def main() -> None:
             results["task"][split][name] = {k: m[k] for k in ("accuracy", "macro_f1", "ece", "n")} | (
                 {"head_share": m["head_share"]} if "head_share" in m else {})
             print(split, name, {k: round(v, 3) for k, v in results["task"][split][name].items()}, flush=True)
+    # the stratified figure moves by about a point with the fold assignment: other seeds too
+    results["task"]["stratified_seeds"] = {}
+    for name, sp in specs.items():
+        if sp.mode in ("scored", "calibrated"):
+            continue
+        accs = [results["task"]["stratified_5fold"][name]["accuracy"]]
+        for sd in (1, 2, 3):
+            accs.append(cv_metrics(sp, data, extra, ev.stratified_folds(data.y, 5, args.seed + sd), routes)["accuracy"])
+        results["task"]["stratified_seeds"][name] = accs
+        print("seeds", name, [round(a, 3) for a in accs], flush=True)
+    # how much the figures hang on the dense members' C (the choice above is by grouped CV)
+    results["task"]["ensemble_C"] = {}
+    if fitted.extra or fitted.chars_C:
+        for c in tn.ENSEMBLE_CS:
+            sp = tn.Spec("fitted", fitted.blocks, c, extra=fitted.extra, chars_C=fitted.chars_C)
+            accs = []
+            for sd in range(4):
+                p, _, u = tn.cross_validate(sp, data, ev.stratified_folds(data.y, 5, args.seed + sd), routes, extra)
+                accs.append(float((p[u].argmax(1) == data.y[u]).mean()))
+            p, _, u = tn.cross_validate(sp, data, grouped, routes, extra)
+            results["task"]["ensemble_C"][str(c)] = {"stratified": accs,
+                                                     "grouped": float((p[u].argmax(1) == data.y[u]).mean()),
+                                                     "grouped_score": s_ if (s_ := table.get(sp.label)) else None}
+            print("ensemble C", c, results["task"]["ensemble_C"][str(c)], flush=True)
     results["task"]["shipped_default"] = {k: v for k, v in shipped_head(data, routes).items()
                                           if k in ("accuracy", "macro_f1", "ece", "n", "mode")}
     print("shipped default", results["task"]["shipped_default"], flush=True)
@@ -182,8 +209,9 @@ def main() -> None:
     dfolds = ev.stratified_folds(ddata.y, 5, args.seed)
     results["difficulty"] = {"n": len(diff),
                              "zero_shot_auc": ev.roc_auc(ddata.y == hard, softmax(ddata.feats["logp"])[:, hard])}
-    for C in (0.01, 0.03, 0.1):
-        sp = tn.Spec("fitted", ("mean", "last", "logp"), C)
+    for C, sp in [(C, tn.Spec("fitted", ("mean", "last", "logp"), C)) for C in (0.01, 0.03, 0.1)] + [
+            ("0.01 " + fitted.label.split("(", 1)[1].split(", C=")[0].replace(" ", ""),
+             tn.Spec("fitted", fitted.blocks, 0.01, extra=fitted.extra, chars_C=fitted.chars_C))]:
         p, _, used = tn.cross_validate(sp, ddata, dfolds, dcfg.table.names)
         results["difficulty"][f"fitted_auc_C{C}"] = ev.roc_auc(ddata.y[used] == hard, p[used, hard])
         gp, _, gused = tn.cross_validate(sp, ddata, ev.source_folds(ddata.y, [r.source for r in diff]), dcfg.table.names)
@@ -208,6 +236,19 @@ def markdown(r: dict) -> str:
         g = t["grouped_by_source"][name]
         lines.append(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['ece']:.3f} | "
                      f"{g['accuracy']:.3f} | {g['macro_f1']:.3f} | {g['ece']:.3f} |")
+    if t.get("stratified_seeds"):
+        lines += ["", f"Stratified 5-fold accuracy with other fold assignments (seeds {r['seed']}..{r['seed'] + 3}):", "",
+                  "| mode | per seed | mean |", "|---|---|---|"]
+        for name, accs in t["stratified_seeds"].items():
+            lines.append(f"| {name} | {' '.join(f'{a:.3f}' for a in accs)} | {np.mean(accs):.3f} |")
+    if t.get("ensemble_C"):
+        lines += ["", "The same head with other values of C for its dense members (the choice is made by grouped CV, "
+                  "on (accuracy + macro-F1) / 2):", "",
+                  "| C | strat. acc per seed | mean | by-source acc | grouped-CV score |", "|---|---|---|---|---|"]
+        for c, v in t["ensemble_C"].items():
+            gs = f"{v['grouped_score']:.4f}" if v.get("grouped_score") else "-"
+            lines.append(f"| {c} | {' '.join(f'{a:.3f}' for a in v['stratified'])} | {np.mean(v['stratified']):.3f} | "
+                         f"{v['grouped']:.3f} | {gs} |")
     s = t["shipped_default"]
     lines += ["", f"Shipped default table (mode `{s['mode']}`, head fitted only on llmrouter/data/examples.jsonl), "
               f"on the whole dev file: accuracy {s['accuracy']:.3f}, macro-F1 {s['macro_f1']:.3f}, ECE {s['ece']:.3f}.",

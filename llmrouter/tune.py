@@ -29,7 +29,7 @@ from llmrouter.resources import _PKG
 
 BLOCK_SETS = (("mean", "last", "logp"), ("last", "logp"), ("mean", "logp"))
 CS = (0.003, 0.01, 0.03, 0.1)
-ENSEMBLE_CS = (0.01, 0.03)  # C of the dense members when a head has several
+ENSEMBLE_CS = (0.01, 0.02, 0.03)  # C of the dense members when a head has several
 CHARS_C = 10.0  # C of the character n-gram member (sparse TF-IDF rows need little shrinkage)
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MIN_EXAMPLES = 8
