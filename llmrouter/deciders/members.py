@@ -15,6 +15,7 @@ Each member stores plain arrays (and, for Chars, its vocabulary as JSON): no pic
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,6 +31,24 @@ def design(features: dict[str, np.ndarray], blocks: tuple[str, ...]) -> np.ndarr
     if missing:
         raise ValueError(f"feature block(s) {missing} not observed")
     return np.hstack([np.asarray(features[b], dtype=np.float64) for b in blocks])
+
+
+_SPACES = re.compile(r"\s\s+")
+
+
+def char_wb_ngrams(text: str) -> list[str]:
+    """Character n-grams within words, padded by a space: scikit-learn's `char_wb` analyzer
+    (lowercased), so a head fitted with TfidfVectorizer reads the same n-grams."""
+    lo, hi = NGRAMS
+    grams: list[str] = []
+    for w in _SPACES.sub(" ", text.lower()).split():
+        w = f" {w} "
+        for n in range(lo, hi + 1):
+            if len(w) <= n:
+                grams.append(w)  # a word shorter than n counts once, as itself
+                break
+            grams.extend(w[i:i + n] for i in range(len(w) - n + 1))
+    return grams
 
 
 def layers_of(blocks: tuple[str, ...]) -> tuple[int, ...]:
@@ -109,7 +128,7 @@ class Chars:
     intercept: np.ndarray  # (K,)
     weight: float = 1.0
     C: float = 0.0
-    _counter: list = field(default_factory=list, repr=False, compare=False)  # built on first use
+    _counter: list = field(default_factory=list, repr=False, compare=False)  # n-gram -> column, on first use
 
     MAX_FEATURES: ClassVar[int] = 30000
 
@@ -132,24 +151,31 @@ class Chars:
         coef, intercept = _logistic(x, y, k, C, seed, sample_weight)
         return cls(tuple(vocab), vec.idf_.copy(), coef, intercept, weight, C)
 
-    def _vectorize(self, texts: list[str]) -> Any:
-        from sklearn.feature_extraction.text import CountVectorizer
-        from sklearn.preprocessing import normalize
-
+    def _vectorize(self, texts: list[str]) -> np.ndarray:
+        """TF-IDF rows as TfidfVectorizer fitted them (sublinear tf, idf, l2), without importing
+        scikit-learn: a decision must not pay its import (about half a second on a cold start)."""
         if not self._counter:
-            self._counter.append(CountVectorizer(
-                analyzer="char_wb", ngram_range=NGRAMS, dtype=np.float64,
-                vocabulary={g: j for j, g in enumerate(self.vocab)}))
-        x = self._counter[0].transform(texts)
-        x.data = np.log(x.data) + 1.0  # sublinear tf, as TfidfVectorizer fitted it
-        x = x.multiply(self.idf).tocsr()
-        return normalize(x)
+            self._counter.append({g: j for j, g in enumerate(self.vocab)})
+        index = self._counter[0]
+        out = np.zeros((len(texts), len(self.vocab)))
+        for i, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            for gram in char_wb_ngrams(text):
+                j = index.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if counts:
+                cols = np.fromiter(counts, dtype=np.int64, count=len(counts))
+                tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+                row = tf * self.idf[cols]
+                out[i, cols] = row / np.sqrt(row @ row)
+        return out
 
     def logits(self, features: dict[str, np.ndarray]) -> np.ndarray:
         if TEXT not in features:
             raise ValueError("feature block(s) ['text'] not observed")
         x = self._vectorize([str(t) for t in features[TEXT]])
-        return np.asarray(x @ self.coef.T) + self.intercept
+        return x @ self.coef.T + self.intercept
 
     @property
     def reads(self) -> tuple[str, ...]:

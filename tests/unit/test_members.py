@@ -45,12 +45,12 @@ def test_chars_member_matches_sklearn_tfidf():
     m = Chars.fit(feats, y, 3, C=10.0)
     vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
                           max_features=Chars.MAX_FEATURES).fit(list(feats[TEXT]))
-    new = ["write python code", "what is 3 + 4", "Ünïcödé and 中文 text", ""]
+    new = ["write python code", "what is 3 + 4", "Ünïcödé and 中文 text", "", "a  bc\tDEF\n\nxy Zw! I"]
     ref = vec.transform(new).toarray()
-    ours = m._vectorize(new).toarray()
+    ours = m._vectorize(new)
     order = [vec.vocabulary_[g] for g in m.vocab]
     assert np.allclose(ours, ref[:, order], atol=1e-9)
-    assert m.logits({TEXT: np.array(new)}).shape == (4, 3)
+    assert m.logits({TEXT: np.array(new)}).shape == (5, 3)
 
 
 def test_chars_member_learns_surface_cues():
