@@ -82,8 +82,12 @@ _RUNTIMES: weakref.WeakKeyDictionary[Any, _Runtime] = weakref.WeakKeyDictionary(
 
 
 def chain_for(router: Any, policy: FallbackPolicy | None = None) -> FallbackChain:
-    """The router's FallbackChain (its breakers are shared by every request); a new policy replaces it."""
+    """The router's FallbackChain (its breakers are shared by every request); a new policy replaces
+    it. Without one, the route table's `[fallback]` settings make the first."""
     rt = _RUNTIMES.get(router)
+    if rt is None and policy is None:
+        fallback = getattr(router.config, "fallback", None)
+        policy = fallback.policy() if fallback is not None else None
     if rt is None or (policy is not None and policy != rt.chain.policy):
         rt = _RUNTIMES[router] = _Runtime(FallbackChain(router.config.targets, policy))
     return rt.chain

@@ -182,6 +182,29 @@ class RouteTable(_Strict):
         return enum.Enum("RouteName", {n: n for n in self.names}, type=str)  # type: ignore[return-value]
 
 
+class FallbackSettings(_Strict):
+    """`[fallback]`: how hard a request is tried before it fails (fallback.FallbackPolicy)."""
+
+    deadline_s: float = Field(60.0, gt=0)  # the whole request: retries and fallbacks included
+    max_retries: int = Field(2, ge=0)  # per target, per request; a target's own `max_retries` wins
+    backoff_base_s: float = Field(0.2, ge=0)
+    backoff_cap_s: float = Field(2.0, ge=0)
+    retry_after_cap_s: float = Field(10.0, ge=0)  # a longer Retry-After moves on to the next target
+    stream_idle_timeout_s: float = Field(30.0, gt=0)
+    breaker_failures: int = Field(5, ge=1)  # failures in a row that open a target's breaker
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    # longest wait for the busy router model before the default route; unset: always wait
+    # (`llmrouter serve` then uses 5 s)
+    decide_wait_s: float | None = Field(None, ge=0)
+
+    def policy(self, **overrides: Any):  # type: ignore[no-untyped-def]
+        """The FallbackPolicy these settings describe; `overrides` that are not None win."""
+        from llmrouter.fallback import FallbackPolicy
+
+        values = {**self.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        return FallbackPolicy(**values)
+
+
 class Config(_Strict):
     """A whole route table file: router settings, targets and routes."""
 
@@ -189,6 +212,7 @@ class Config(_Strict):
     targets: dict[str, Target] = Field(default_factory=dict)
     table: RouteTable
     policy: PolicySettings = Field(default_factory=PolicySettings)  # rules, surfaces, caps...
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     path: str = ""
 
     @model_validator(mode="after")
@@ -216,10 +240,11 @@ class Config(_Strict):
             name: {"name": name, **(body or {})} for name, body in (data.pop("targets", {}) or {}).items()
         }
         policy = {k: data.pop(k) for k in PolicySettings.SECTIONS if k in data}
+        fallback = data.pop("fallback", {}) or {}
         if data:
             raise ConfigError(
                 f"{path or 'config'}: unknown top-level key(s): {', '.join(sorted(data))} "
-                "(expected [router], [targets.NAME], [[routes]], or a policy section: "
+                "(expected [router], [targets.NAME], [[routes]], [fallback], or a policy section: "
                 f"{', '.join(PolicySettings.SECTIONS)})"
             )
         if default_route is None:
@@ -230,6 +255,7 @@ class Config(_Strict):
                 targets=targets,
                 table={"routes": routes, "default_route": default_route},
                 policy=policy,
+                fallback=fallback,
                 path=path,
             )
         except ValidationError as exc:
@@ -264,6 +290,9 @@ class Config(_Strict):
             }
         out["routes"] = [r.model_dump(mode="json", exclude_defaults=True) for r in self.table.routes]
         out.update(self.policy.to_dict())
+        fallback = self.fallback.model_dump(mode="json", exclude_defaults=True)
+        if fallback:
+            out["fallback"] = fallback
         return out
 
     def to_toml(self) -> str:

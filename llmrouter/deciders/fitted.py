@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from llmrouter.deciders.members import KINDS, TEXT, Chars, Dense, Member, design, layers_of
+from llmrouter.deciders.members import (
+    KINDS,
+    TEXT,
+    Chars,
+    Dense,
+    Member,
+    design,
+    layers_of,
+)
 from llmrouter.errors import ConfigError
 
 __all__ = ["FittedHead", "design", "log_softmax", "softmax", "stack"]

@@ -44,6 +44,17 @@ def test_chat_streams_the_answer_and_says_where_it_went(emu, tmp_path):
     assert "route=" in r.stderr and "-> b" in r.stderr and "a: HTTP 401" in r.stderr
 
 
+@pytest.mark.parametrize("retries, answers", [(None, "a"), (0, "b")])
+def test_chat_follows_the_tables_fallback_settings(emu, tmp_path, retries, answers):
+    emu.script("a", Behavior(status=503))  # once: a retry of `a` succeeds
+    path = routes_file(emu, tmp_path)
+    if retries is not None:
+        path.write_text(path.read_text() + f"\n[fallback]\nmax_retries = {retries}\nbackoff_base_s = 0\n")
+    r = CliRunner().invoke(app, ["chat", "-c", str(path), "Explain TCP slow start"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == f"{answers} says: Explain TCP slow start"
+
+
 def test_chat_reports_a_failure_cleanly(emu, tmp_path):
     emu.set_default("a", Behavior(status=400))
     r = CliRunner().invoke(app,
