@@ -290,10 +290,7 @@ def plot_all(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{name}: accuracy {m['accuracy']:.3f}")
-        fig.tight_layout()
-        files.append(out / f"confusion_{_slug(name)}.png")
-        fig.savefig(files[-1], dpi=100)
-        plt.close(fig)
+        files.append(_save(plt, fig, out / f"confusion_{_slug(name)}.png"))
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     for name, m in results.items():
@@ -304,10 +301,7 @@ def plot_all(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(out / "reliability.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(plt, fig, out / "reliability.png"))
     with_lat = {n: m["latency_samples"] for n, m in results.items() if m.get("latency_samples")}
     if with_lat:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -316,11 +310,16 @@ def plot_all(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xlabel("decision latency (ms)")
         ax.set_ylabel("requests")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(out / "latency.png")
-        fig.savefig(files[-1], dpi=100)
-        plt.close(fig)
+        files.append(_save(plt, fig, out / "latency.png"))
     return files
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write and close one figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def split_indices(labels: Sequence[Any], sources: Sequence[str], test_fraction: float = 0.25,
