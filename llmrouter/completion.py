@@ -86,8 +86,7 @@ def chain_for(router: Any, policy: FallbackPolicy | None = None) -> FallbackChai
     it. Without one, the route table's `[fallback]` settings make the first."""
     rt = _RUNTIMES.get(router)
     if rt is None and policy is None:
-        fallback = getattr(router.config, "fallback", None)
-        policy = fallback.policy() if fallback is not None else None
+        policy = router.config.fallback.policy()
     if rt is None or (policy is not None and policy != rt.chain.policy):
         rt = _RUNTIMES[router] = _Runtime(FallbackChain(router.config.targets, policy))
     return rt.chain

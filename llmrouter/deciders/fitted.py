@@ -29,18 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from llmrouter.deciders.members import (
-    KINDS,
-    TEXT,
-    Chars,
-    Dense,
-    Member,
-    design,
-    layers_of,
-)
+from llmrouter.deciders.members import KINDS, TEXT, Chars, Dense, Member, layers_of
 from llmrouter.errors import ConfigError
-
-__all__ = ["FittedHead", "design", "log_softmax", "softmax", "stack"]
 
 FORMAT = 2  # 1: one dense head with top-level arrays (still read)
 BLOCKS = ("mean", "last", "logp")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -128,7 +129,6 @@ class Chars:
     intercept: np.ndarray  # (K,)
     weight: float = 1.0
     C: float = 0.0
-    _counter: list = field(default_factory=list, repr=False, compare=False)  # n-gram -> column, on first use
 
     MAX_FEATURES: ClassVar[int] = 30000
 
@@ -151,12 +151,15 @@ class Chars:
         coef, intercept = _logistic(x, y, k, C, seed, sample_weight)
         return cls(tuple(vocab), vec.idf_.copy(), coef, intercept, weight, C)
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        """n-gram -> column, built on first use."""
+        return {g: j for j, g in enumerate(self.vocab)}
+
     def _vectorize(self, texts: list[str]) -> np.ndarray:
         """TF-IDF rows as TfidfVectorizer fitted them (sublinear tf, idf, l2), without importing
         scikit-learn: a decision must not pay its import (about half a second on a cold start)."""
-        if not self._counter:
-            self._counter.append({g: j for j, g in enumerate(self.vocab)})
-        index = self._counter[0]
+        index = self._index
         out = np.zeros((len(texts), len(self.vocab)))
         for i, text in enumerate(texts):
             counts: dict[int, int] = {}
