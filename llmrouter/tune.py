@@ -65,17 +65,20 @@ class Spec:
 
 def candidate_specs(feats: dict[str, np.ndarray]) -> list[Spec]:
     """What `select` tries: the model alone, calibrated, one dense head per block set and C, and
-    where an intermediate layer and the texts were observed, heads with several members."""
+    where intermediate layers (and the texts) were observed, heads with several members: the final
+    layer with the deepest observed one, and with all of them (a member per layer)."""
     from llmrouter.deciders.members import TEXT, layers_of
 
     specs = [Spec("scored"), Spec("calibrated")] + [Spec("fitted", b, c) for b in BLOCK_SETS for c in CS]
     base = BLOCK_SETS[0]
-    for layer in layers_of(tuple(feats)):
-        at = (f"mean@{layer}", f"last@{layer}", "logp")
+    layers = layers_of(tuple(feats))
+    at = [(f"mean@{x}", f"last@{x}", "logp") for x in layers]
+    extras = ([(at[-1],)] if at else []) + ([tuple(at)] if len(at) > 1 else [])  # deepest; all observed
+    for extra in extras:
         for c in ENSEMBLE_CS:
-            specs.append(Spec("fitted", base, c, extra=(at,)))
+            specs.append(Spec("fitted", base, c, extra=extra))
             if TEXT in feats:
-                specs.append(Spec("fitted", base, c, extra=(at,), chars_C=CHARS_C))
+                specs.append(Spec("fitted", base, c, extra=extra, chars_C=CHARS_C))
     return specs
 
 

@@ -48,7 +48,7 @@ class Observation:
     text: str | None = None  # the request text the model read (before token truncation)
 
 
-TAP_DEPTH = 0.8  # the intermediate layer observed for tuning, as a fraction of the model's depth
+TAP_DEPTHS = (0.53, 0.8)  # intermediate layers observed for tuning, as fractions of the model's depth
 _PARAMS_LOCK = threading.Lock()
 
 
@@ -123,7 +123,7 @@ class LlamaDecider:
         self.n_vocab = self.llm.n_vocab()
         self.tap.n_embd = self.llm.n_embd()
         self.n_layer = int(llama_cpp.llama_model_n_layer(self.llm.model))
-        self.observe_layers = (min(self.n_layer - 1, round(TAP_DEPTH * self.n_layer)),)
+        self.observe_layers = tuple(sorted({min(self.n_layer - 1, round(f * self.n_layer)) for f in TAP_DEPTHS}))
         self.lock = threading.Lock()
 
         rendered = prompt.render(table, examples_per_route=settings.examples_per_route, family=family)

@@ -61,17 +61,20 @@ def test_hidden_states_differ_between_requests(model_router):
 
 def test_layer_tap_reads_an_intermediate_layer(model_router):
     d = model_router.decider
-    layer = d.observe_layers[0]
-    assert 0 < layer < d.n_layer - 1
+    assert len(d.observe_layers) == 2 and all(0 < x < d.n_layer - 1 for x in d.observe_layers)
     a, _ = d.observe("hi there!")
     b, _ = d.observe("Solve 3x + 4 = 19 for x.")
     a2, _ = d.observe("hi there!")
-    mean, last = a.layers[layer]
-    assert mean.shape == last.shape == (d.n_embd,) and np.isfinite(mean).all()
-    assert np.allclose(a2.layers[layer][0], mean) and np.allclose(a2.layers[layer][1], last)
-    assert not np.allclose(b.layers[layer][1], last)
-    # the intermediate layer is not the final one (which llama.cpp also normalises)
-    assert not np.allclose(mean, a.mean, atol=1e-2)
+    assert set(a.layers) == set(d.observe_layers)
+    for layer in d.observe_layers:
+        mean, last = a.layers[layer]
+        assert mean.shape == last.shape == (d.n_embd,) and np.isfinite(mean).all()
+        assert np.allclose(a2.layers[layer][0], mean) and np.allclose(a2.layers[layer][1], last)
+        assert not np.allclose(b.layers[layer][1], last)
+        # an intermediate layer is not the final one (which llama.cpp also normalises)
+        assert not np.allclose(mean, a.mean, atol=1e-2)
+    lo, hi = d.observe_layers  # nor are two layers the same
+    assert not np.allclose(a.layers[lo][0], a.layers[hi][0], atol=1e-2)
     assert a.text == "hi there!"
 
 
@@ -84,7 +87,8 @@ def test_tap_is_idle_after_a_decision(model_router):
 SPECS = {
     "fitted": tn.Spec("fitted", ("last", "logp"), 0.1),
     "combined": tn.Spec("combined", ("last", "logp"), 0.1, threshold=0.5),
-    "ensemble": tn.Spec("fitted", ("mean", "last", "logp"), 0.1, extra=(("mean@24", "last@24", "logp"),),
+    "ensemble": tn.Spec("fitted", ("mean", "last", "logp"), 0.1, extra=(("mean@16", "last@16", "logp"),
+                                                                          ("mean@24", "last@24", "logp")),
                         chars_C=10.0),
 }
 

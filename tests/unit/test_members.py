@@ -34,6 +34,7 @@ def data(seed=0, d=6):
     centers = np.random.default_rng(9).normal(0, 2, (3, d))
     feats = {"mean": centers[y] + rng.normal(0, 1, (len(y), d)), "last": rng.normal(0, 1, (len(y), d)),
              "mean@7": centers[y] + rng.normal(0, 1, (len(y), d)), "last@7": rng.normal(0, 1, (len(y), d)),
+             "mean@3": centers[y] + rng.normal(0, 2, (len(y), d)), "last@3": rng.normal(0, 1, (len(y), d)),
              "logp": np.log(softmax(rng.normal(0, 1, (len(y), 3)))), TEXT: np.array(texts)}
     return feats, y
 
@@ -97,7 +98,11 @@ def test_a_first_format_head_still_loads(tmp_path):
 def test_tune_tries_ensembles_only_where_layers_and_texts_were_observed():
     feats, _ = data()
     labels = [s.label for s in candidate_specs(feats)]
-    assert any("mean@7+last@7+logp | chars" in x for x in labels)
+    assert any("mean+last+logp | mean@7+last@7+logp | chars" in x for x in labels)  # the deepest layer
+    assert any("mean+last+logp | mean@3+last@3+logp | mean@7+last@7+logp | chars" in x for x in labels)  # all
+    assert not any("mean+last+logp | mean@3+last@3+logp |" in x and "@7" not in x for x in labels)
+    deepest = candidate_specs({k: v for k, v in feats.items() if "@3" not in k})
+    assert not any(len(s.extra) > 1 for s in deepest) and any(s.extra for s in deepest)
     plain = candidate_specs({k: v for k, v in feats.items() if "@" not in k and k != TEXT})
     assert all(not s.extra and not s.chars_C for s in plain)
     assert layers_of(("mean@3", "last@12", "logp")) == (3, 12)
