@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,7 @@ def main() -> None:
     results["task"]["ensemble_C"] = {}
     if fitted.extra or fitted.chars_C:
         for c in tn.ENSEMBLE_CS:
-            sp = tn.Spec("fitted", fitted.blocks, c, extra=fitted.extra, chars_C=fitted.chars_C)
+            sp = replace(fitted, C=c)
             accs = []
             for sd in range(4):
                 p, _, u = tn.cross_validate(sp, data, ev.stratified_folds(data.y, 5, args.seed + sd), routes, extra)
@@ -210,8 +211,7 @@ def main() -> None:
     results["difficulty"] = {"n": len(diff),
                              "zero_shot_auc": ev.roc_auc(ddata.y == hard, softmax(ddata.feats["logp"])[:, hard])}
     for C, sp in [(C, tn.Spec("fitted", ("mean", "last", "logp"), C)) for C in (0.01, 0.03, 0.1)] + [
-            ("0.01 " + fitted.label.split("(", 1)[1].split(", C=")[0].replace(" ", ""),
-             tn.Spec("fitted", fitted.blocks, 0.01, extra=fitted.extra, chars_C=fitted.chars_C))]:
+            ("0.01 " + "|".join(fitted.parts), replace(fitted, C=0.01))]:
         p, _, used = tn.cross_validate(sp, ddata, dfolds, dcfg.table.names)
         results["difficulty"][f"fitted_auc_C{C}"] = ev.roc_auc(ddata.y[used] == hard, p[used, hard])
         gp, _, gused = tn.cross_validate(sp, ddata, ev.source_folds(ddata.y, [r.source for r in diff]), dcfg.table.names)

@@ -49,14 +49,16 @@ class Spec:
     chars_C: float = 0.0  # > 0: a character n-gram member too
 
     @property
+    def parts(self) -> list[str]:
+        """What each member of the head reads: `mean+last+logp`, ..., `chars`."""
+        return ["+".join(b) for b in (self.blocks, *self.extra)] + (["chars"] if self.chars_C else [])
+
+    @property
     def label(self) -> str:
         if self.mode in ("scored", "calibrated"):
             return self.mode
-        parts = ["+".join(self.blocks)] + ["+".join(b) for b in self.extra]
-        if self.chars_C:
-            parts.append("chars")
         extra = f", threshold={self.threshold}" if self.mode == "combined" else ""
-        return f"{self.mode}({' | '.join(parts)}, C={self.C}{extra})"
+        return f"{self.mode}({' | '.join(self.parts)}, C={self.C}{extra})"
 
     def as_(self, mode: str, threshold: float = 0.0) -> Spec:
         """The same head in another mode."""
@@ -103,7 +105,7 @@ class Observed:
 # --- observing ------------------------------------------------------------------------------
 def observe(decider: Any, texts: Sequence[str], progress: Progress | None = None,
             cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Route scores, hidden states (final and intermediate layer) and texts for each request (one
+    """Route scores, hidden states (final and intermediate layers) and texts for each request (one
     forward pass each; cached on disk)."""
     from llmrouter.deciders.fitted import stack
 

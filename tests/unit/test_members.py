@@ -100,7 +100,8 @@ def test_tune_tries_ensembles_only_where_layers_and_texts_were_observed():
     labels = [s.label for s in candidate_specs(feats)]
     assert any("mean+last+logp | mean@7+last@7+logp | chars" in x for x in labels)  # the deepest layer
     assert any("mean+last+logp | mean@3+last@3+logp | mean@7+last@7+logp | chars" in x for x in labels)  # all
-    assert not any("mean+last+logp | mean@3+last@3+logp |" in x and "@7" not in x for x in labels)
+    at3, at7 = ("mean@3", "last@3", "logp"), ("mean@7", "last@7", "logp")
+    assert {s.extra for s in candidate_specs(feats) if s.extra} == {(at7,), (at3, at7)}  # never layer 3 alone
     deepest = candidate_specs({k: v for k, v in feats.items() if "@3" not in k})
     assert not any(len(s.extra) > 1 for s in deepest) and any(s.extra for s in deepest)
     plain = candidate_specs({k: v for k, v in feats.items() if "@" not in k and k != TEXT})
