@@ -13,9 +13,10 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from llmrouter import log
+from llmrouter_bench import breakeven
+from llmrouter_bench import latency as bench_run
 
-from llmrouter import bench_run
+from llmrouter import log
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "eval" / "task-routing-dev.jsonl"
@@ -36,7 +37,6 @@ def main() -> None:
         results = bench_run.run(None, None, threads, data, limit=args.limit, repeats=args.repeats,
                                 paths=not args.no_paths, progress=lambda: bar.advance(task))
     results["data"] = "shared/eval/task-routing-dev.jsonl (sample)" if data else "built-in samples"
-    from llmrouter import breakeven
     from llmrouter.config import Config
 
     # the server's tax and the break-even, with the default routes on priced (emulated) targets

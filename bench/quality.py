@@ -28,10 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmrouter import evaluate as ev  # noqa: E402
-from llmrouter import tune as tn  # noqa: E402
+from llmrouter.quality import evaluate as ev  # noqa: E402
+from llmrouter.quality import tune as tn  # noqa: E402
 from llmrouter.config import Config  # noqa: E402
-from llmrouter.deciders.fitted import softmax  # noqa: E402
+from llmrouter.head.calibration import softmax  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
 CACHE = Path("/tmp/llmrouter-bench/features")
@@ -70,7 +70,7 @@ def cv_metrics(spec: tn.Spec, data: tn.Observed, extra: tn.Observed, folds, rout
                 inner = ev.stratified_folds(data.y[tr], 3, 1)
                 fitted = spec.as_("fitted")
                 _, logits, used = tn.cross_validate(fitted, data.take(tr), inner, routes, extra)
-                from llmrouter.deciders.fitted import fit_temperature
+                from llmrouter.head.calibration import fit_temperature
 
                 t = fit_temperature(logits[used], data.y[tr][used])
             head = tn.fit(spec, train, routes, temperature=t)
@@ -119,7 +119,7 @@ def latency(config_path: Path, records: list[ev.Record], n: int) -> dict:
 def shipped_head(data: tn.Observed, routes) -> dict:
     """The packaged default table's own head (fitted only on the package's examples) on the whole
     dev file, which it never saw; computed from the same forward passes as the other modes."""
-    from llmrouter.deciders.fitted import FittedHead
+    from llmrouter.head import FittedHead
 
     cfg = Config.load()
     head = FittedHead.load(cfg.router.head_path(cfg.path))

@@ -167,7 +167,7 @@ def main() -> None:
         cfg = Path(tmp) / "routes.toml"
         write_config(emu_url, cfg)
         try:
-            procs.append(subprocess.Popen([sys.executable, "-m", "llmrouter.emulator", "--port", str(emu_port),
+            procs.append(subprocess.Popen([sys.executable, "-m", "llmrouter.testing.emulator", "--port", str(emu_port),
                                            "--token-delay", str(args.token_delay), "--text", answer_text],
                                           env=env, stdout=subprocess.DEVNULL))
             wait_up(f"{emu_url}/healthz", procs[-1])

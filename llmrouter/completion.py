@@ -1,9 +1,8 @@
-"""Route a request and get the answer: `complete`, `acomplete` and `astream` join the router's
-Decision to the FallbackChain over the chosen route's targets.
+"""Answering a decided request: the plan's targets are called through the FallbackChain, and the
+policy hears about the answer (a target's own "not sure", spend, a failed route).
 
-Deciding is synchronous (llama.cpp blocks, and a Llama is not thread-safe), so it runs in a
-worker thread, one decision at a time per router; calling targets is async. This module is the
-one place where the two meet.
+The Router makes the Plan (deciding is its job) and owns one Answerer; nothing here calls back up
+into the Router.
 """
 
 from __future__ import annotations
@@ -11,21 +10,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-import anyio
-from pydantic import BaseModel, ConfigDict, Field
+import structlog
 
-from llmrouter.errors import ProviderError, RequestError
-from llmrouter.fallback import Attempt, ChainStream, FallbackChain, FallbackPolicy
-from llmrouter.policy import answers
+from llmrouter.config import Config
+from llmrouter.errors import ProviderError
+from llmrouter.fallback import ChainStream, FallbackChain
+from llmrouter.policy import Policy
 from llmrouter.providers import StreamChunk
-from llmrouter.types import Decision, Request
+from llmrouter.types import Attempt, Completion, Decision, Request, Usage
 
-T = TypeVar("T")
+log = structlog.get_logger("llmrouter")
+
 ROUTER_MODEL = "router"
 # OpenAI chat parameters a target receives. Everything else in a body is dropped, so nothing a
 # client sends can change where or how llmrouter connects (no base_url, headers or keys).
@@ -36,118 +35,15 @@ FORWARDED = frozenset({
 })
 
 
-class UnknownModel(RequestError):
-    """The `model` of a request is neither the router nor a configured target."""
+@dataclass(frozen=True)
+class Plan:
+    """A request ready to be answered: its decision (None when the client named a target), the
+    targets to try in order, and the label attempts are logged under (the route, or model:<name>)."""
 
-    hint = "use model='router', or one of the names GET /v1/models lists"
-
-
-class Usage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-class Completion(BaseModel):
-    """An answer and how it was reached: the route, the target that answered, every attempt."""
-
-    model_config = ConfigDict(frozen=True)
-    text: str
-    target: str
-    model: str
-    route: str | None = None
-    decision: Decision | None = None
-    attempts: tuple[Attempt, ...] = ()
-    usage: Usage = Field(default_factory=Usage)
-    finish_reason: str | None = None
-    tool_calls: tuple[dict[str, Any], ...] = ()
-    latency_ms: float = 0.0
-
-
-@dataclass
-class _Runtime:
-    """What a router needs to call targets: its chain, and one-at-a-time deciding."""
-
-    chain: FallbackChain
-    decide_lock: threading.Lock = field(default_factory=threading.Lock)
-    gates: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = field(default_factory=weakref.WeakKeyDictionary)
-    waiting: int = 0
-
-
-_RUNTIMES: weakref.WeakKeyDictionary[Any, _Runtime] = weakref.WeakKeyDictionary()
-
-
-def chain_for(router: Any, policy: FallbackPolicy | None = None) -> FallbackChain:
-    """The router's FallbackChain (its breakers are shared by every request); a new policy replaces
-    it. Without one, the route table's `[fallback]` settings make the first."""
-    rt = _RUNTIMES.get(router)
-    if rt is None and policy is None:
-        policy = router.config.fallback.policy()
-    if rt is None or (policy is not None and policy != rt.chain.policy):
-        rt = _RUNTIMES[router] = _Runtime(FallbackChain(router.config.targets, policy))
-    return rt.chain
-
-
-async def adecide(router: Any, request: Request) -> Decision:
-    """router.decide(request) in a worker thread, one at a time, without blocking the event loop.
-
-    When the policy's `decide_wait_s` passes before the model is free, the request takes the
-    default route (source "default", reason says why) rather than queueing without bound.
-    """
-    chain = chain_for(router)
-    rt = _RUNTIMES[router]
-    loop = asyncio.get_running_loop()
-    if loop not in rt.gates:
-        rt.gates[loop] = asyncio.Semaphore(1)  # one thread waits on the model, not one per request
-    gate = rt.gates[loop]
-    rt.waiting += 1
-    try:
-        async with asyncio.timeout(chain.policy.decide_wait_s):
-            await gate.acquire()
-    except TimeoutError:
-        return _busy_decision(router, rt.waiting, chain.policy.decide_wait_s or 0.0)
-    finally:
-        rt.waiting -= 1
-
-    def run() -> Decision:
-        with rt.decide_lock:  # also guards callers on other event loops and threads
-            return router.decide(request)
-
-    try:
-        return await anyio.to_thread.run_sync(run)
-    finally:
-        gate.release()
-
-
-def _busy_decision(router: Any, waiting: int, waited: float) -> Decision:
-    reason = f"router model busy: waited {waited:.1f}s with {waiting} request(s) queued"
-    make = getattr(router, "default_decision", None)
-    if make is not None:
-        return make(reason)
-    return Decision(route=router.config.table.default_route, source="default", reason=reason)
-
-
-def targets_for_model(router: Any, model: str | None) -> list[str] | None:
-    """None when `model` asks for routing; else the targets it names (a target name or model id)."""
-    if model is None or model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
-        return None
-    targets = router.config.targets
-    if model in targets:
-        return [model]
-    named = [n for n, t in targets.items() if t.model == model]
-    if named:
-        return named
-    raise UnknownModel(f"unknown model {model!r}: use 'router' or one of: {', '.join(sorted(targets))}")
-
-
-def route_targets(router: Any, route: str) -> list[str]:
-    """A route's targets in order; a route without targets borrows the default route's."""
-    table = router.config.table
-    return list(table[route].targets) or list(table[table.default_route].targets)
+    request: Request
+    decision: Decision | None
+    targets: tuple[str, ...]
+    label: str
 
 
 def build_body(request: Request, params: dict[str, Any]) -> dict[str, Any]:
@@ -157,57 +53,69 @@ def build_body(request: Request, params: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def _plan(router: Any, request: Request, model: str | None) -> tuple[Decision | None, list[str], str]:
-    names = targets_for_model(router, model)
-    if names is not None:
-        return None, names, f"model:{model}"
-    decision = await adecide(router, request)
-    return decision, route_targets(router, decision.route), decision.route
+class Answerer:
+    """Answers plans through a FallbackChain and tells the policy what came of each answer."""
 
+    def __init__(self, config: Config, chain: FallbackChain, policy: Policy) -> None:
+        self.config, self.chain, self.policy = config, chain, policy
 
-async def acomplete(router: Any, request: Any, *, model: str | None = None, deadline_s: float | None = None,
-                    **params: Any) -> Completion:
-    """Route `request` and return the first answer a target of its route gives."""
-    t0 = time.perf_counter()
-    request = Request.of(request)
-    decision, names, label = await _plan(router, request, model)
-    chain = chain_for(router)
-    body = build_body(request, params)
-    try:
-        response, target, attempts = await chain.complete(
-            names, body, has_image=request.has_image, deadline_s=deadline_s, label=label)
-    except ProviderError:
-        answers.failed(router, request)
-        raise
-    better = answers.reconsider(router, request, decision, response.text)
-    if better is not None:  # the target said it was unsure: the next tier answers, once
-        left = None if deadline_s is None else max(0.001, deadline_s - (time.perf_counter() - t0))
+    def model_of(self, target: str) -> str:
+        """The model id of a target (what an OpenAI client is told answered)."""
+        return self.chain.targets[target].model if target else ""
+
+    async def complete(self, plan: Plan, params: dict[str, Any], deadline_s: float | None = None) -> Completion:
+        """The first answer a target of the plan gives; one tier up, once, if it says it is unsure."""
+        t0 = time.perf_counter()
+        request, decision = plan.request, plan.decision
+        body = build_body(request, params)
         try:
-            response, target, more = await chain.complete(
-                route_targets(router, better.route), body, has_image=request.has_image, deadline_s=left,
-                label=better.route)
-            decision, attempts = better, [*attempts, *more]
+            response, target, attempts = await self.chain.complete(
+                plan.targets, body, has_image=request.has_image, deadline_s=deadline_s, label=plan.label)
         except ProviderError:
-            pass  # the first answer stands
-    done = Completion(
-        text=response.text, target=target, model=chain.targets[target].model,
-        route=decision.route if decision else None, decision=decision, attempts=tuple(attempts),
-        usage=Usage(**response.usage), finish_reason=response.finish_reason,
-        tool_calls=response.tool_calls, latency_ms=(time.perf_counter() - t0) * 1000,
-    )
-    answers.settle(router, request, done)
-    return done
+            self.policy.failed(request)
+            raise
+        better = self.policy.reconsider(request, decision, response.text) if decision is not None else None
+        if better is not None:  # the target said it was unsure: the next tier answers, once
+            left = None if deadline_s is None else max(0.001, deadline_s - (time.perf_counter() - t0))
+            try:
+                response, target, more = await self.chain.complete(
+                    self.config.table.targets_of(better.route), body, has_image=request.has_image,
+                    deadline_s=left, label=better.route)
+                decision, attempts = better, [*attempts, *more]
+            except ProviderError:
+                pass  # the first answer stands
+        done = Completion(
+            text=response.text, target=target, model=self.model_of(target),
+            route=decision.route if decision else None, decision=decision, attempts=tuple(attempts),
+            usage=Usage(**response.usage), finish_reason=response.finish_reason,
+            tool_calls=response.tool_calls, latency_ms=(time.perf_counter() - t0) * 1000,
+        )
+        return self.settle(request, done)
 
-
-def complete(router: Any, request: Any, **kw: Any) -> Completion:
-    """The blocking form of `acomplete`, for scripts and notebooks."""
-    async def main() -> Completion:
+    async def stream(self, plan: Plan, params: dict[str, Any], deadline_s: float | None = None) -> CompletionStream:
+        """A started stream of the plan's answer; raises before any chunk if no target could start."""
+        inner = self.chain.stream(plan.targets, build_body(plan.request, params), has_image=plan.request.has_image,
+                                  deadline_s=deadline_s, label=plan.label)
+        stream = CompletionStream(plan.decision, plan.label, inner, self.model_of)
+        stream.on_done = lambda done: self.settle(plan.request, done)
         try:
-            return await acomplete(router, request, **kw)
-        finally:
-            await chain_for(router).aclose()
+            return await stream.start()
+        except ProviderError:
+            self.policy.failed(plan.request)
+            raise
 
-    return run_sync(main)
+    def settle(self, request: Request, done: Completion) -> Completion:
+        """Charge the answer to its caller (spend caps), log the `completion` event, and return the
+        completion with its cost."""
+        u = done.usage
+        cost = self.policy.settle(request, self.chain.targets[done.target], u.prompt_tokens, u.completion_tokens)
+        meta = request.metadata
+        log.info("completion", route=done.route, target=done.target,
+                 surface=str(meta.get("surface") or "") or None, tier=str(meta.get("tier") or "") or None,
+                 prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, cost_usd=round(cost, 8),
+                 latency_ms=round(done.latency_ms, 1), fallbacks=sum(1 for a in done.attempts if a.outcome == "failed"),
+                 escalated_from=done.decision.escalated_from if done.decision else None)
+        return done.model_copy(update={"cost_usd": cost})
 
 
 class CompletionStream:
@@ -225,7 +133,7 @@ class CompletionStream:
         self._finish: str | None = None
         self._usage: dict[str, int] = {}
         self.completion: Completion | None = None
-        self.on_done: Callable[[Completion], None] | None = None  # spend accounting, the completion event
+        self.on_done: Callable[[Completion], Completion] | None = None  # spend accounting, the completion event
 
     @property
     def target(self) -> str:
@@ -259,7 +167,7 @@ class CompletionStream:
                 latency_ms=(time.perf_counter() - self._t0) * 1000,
             )
             if self.on_done is not None:
-                self.on_done(self.completion)
+                self.completion = self.on_done(self.completion)
             raise
         self._text.append(chunk.delta.get("content") or "")
         for call in chunk.delta.get("tool_calls") or ():
@@ -280,33 +188,6 @@ def _merge_call(into: dict[str, Any], delta: dict[str, Any]) -> None:
     d = delta.get("function") or {}
     fn["name"] = fn.get("name") or d.get("name") or ""
     fn["arguments"] = fn.get("arguments", "") + (d.get("arguments") or "")
-
-
-async def open_stream(router: Any, request: Any, *, model: str | None = None, deadline_s: float | None = None,
-                      **params: Any) -> CompletionStream:
-    """Route `request` and start streaming; raises before any chunk if no target could start."""
-    request = Request.of(request)
-    decision, names, label = await _plan(router, request, model)
-    chain = chain_for(router)
-    inner = chain.stream(names, build_body(request, params), has_image=request.has_image,
-                         deadline_s=deadline_s, label=label)
-    stream = CompletionStream(decision, label, inner, lambda t: chain.targets[t].model if t else "")
-    stream.on_done = lambda done: answers.settle(router, request, done)
-    try:
-        return await stream.start()
-    except ProviderError:
-        answers.failed(router, request)
-        raise
-
-
-async def astream(router: Any, request: Any, **kw: Any) -> AsyncIterator[StreamChunk]:
-    """Route `request` and yield its answer's chunks as they arrive."""
-    stream = await open_stream(router, request, **kw)
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await stream.aclose()
 
 
 def run_sync(main: Callable[[], Any]) -> Any:

@@ -33,17 +33,16 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict
 
-from llmrouter.config import Target
-from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout, RequestError
-from llmrouter.providers import ContextTooLong, Provider, StreamChunk, provider_for
+from llmrouter.config import FallbackPolicy, Target
+from llmrouter.errors import AllTargetsFailed, ContextTooLong, ProviderError, ProviderTimeout, RequestError
+from llmrouter.providers import Provider, StreamChunk, provider_for, shares_client
 from llmrouter.providers.base import make_client
+from llmrouter.types import Attempt
 
 log = structlog.get_logger("llmrouter")
 
@@ -54,36 +53,6 @@ def safe_log(level: str, event: str, **fields: Any) -> None:
         getattr(log, level)(event, **fields)
     except (OSError, ValueError):
         pass
-
-
-@dataclass(frozen=True)
-class FallbackPolicy:
-    """How hard llmrouter tries before it gives up on a request."""
-
-    deadline_s: float = 60.0
-    max_retries: int = 2  # per target, per request; a target's own `max_retries` field wins
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 2.0
-    retry_after_cap_s: float = 10.0
-    stream_idle_timeout_s: float = 30.0
-    breaker_failures: int = 5
-    breaker_cooldown_s: float = 30.0
-    # Deciding is one request at a time; under a burst, waiting longer than this for the router
-    # model sends the request to the default route instead (None: always wait for the model).
-    decide_wait_s: float | None = None
-
-
-class Attempt(BaseModel):
-    """What happened to one target for one request: answered, failed (and why), or skipped (why)."""
-
-    model_config = ConfigDict(frozen=True)
-    target: str
-    outcome: Literal["ok", "failed", "skipped"]
-    reason: str = ""
-    status: int | None = None
-    retry: int = 0
-    waited_s: float = 0.0
-    elapsed_ms: float = 0.0
 
 
 class CircuitBreaker:
@@ -169,8 +138,8 @@ class FallbackChain:
         if name in self._fixed:
             return self._fixed[name]
         target = self.targets[name]
-        if target.provider == "local":
-            return self._fixed.setdefault(name, provider_for(target, None))  # type: ignore[arg-type]
+        if not shares_client(target):  # in-process: one adapter (and its model) for the chain's life
+            return self._fixed.setdefault(name, provider_for(target, None))
         loop = asyncio.get_running_loop()
         if loop not in self._per_loop:
             self._per_loop[loop] = (make_client(), {})
@@ -222,8 +191,7 @@ class FallbackChain:
 
     def _delay(self, err: ProviderError, target: Target, retry: int) -> float | None:
         """Seconds to wait before retrying `target`, or None to move on to the next target."""
-        limit = getattr(target, "max_retries", None)
-        limit = self.policy.max_retries if limit is None else limit
+        limit = self.policy.max_retries if target.max_retries is None else target.max_retries
         if retry >= limit or not err.retryable or isinstance(err, ProviderTimeout):
             return None
         if err.retry_after is not None:

@@ -18,7 +18,7 @@ import jinja2
 
 from llmrouter.config import RouteTable
 from llmrouter.errors import ConfigError
-from llmrouter.resources import resource_path
+from llmrouter.paths import resource_path
 
 SENTINEL = "\x00LLMROUTER_REQUEST\x00"
 EXAMPLE_CHARS = 300

@@ -1,37 +1,50 @@
-"""Router: a request in, a validated Decision out (and, with providers, a completion).
+"""Router: a request in, a validated Decision out, and, through its targets, the answer.
 
-    request -> decision cache -> decider -> validate against the table -> Decision
+    request -> policy.before (rules) -> decision cache -> decider -> validate -> policy.after -> Decision
+    Decision -> Plan -> Answerer -> FallbackChain -> providers -> Completion
 
-Deciding is synchronous (llama.cpp blocks). Decider failures never reach the caller: they become
-the default route with `source="default"` and the reason.
+Deciding is synchronous (llama.cpp blocks); the async paths run it in a worker thread, one
+decision at a time per router, and the Router is the one place the two meet. Decider failures
+never reach the caller: they become the default route with `source="default"` and the reason.
+The Router owns its runtime: the decider, cache, policy, fallback chain and the decide gate.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import asyncio
 import os
+import threading
 import time
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from llmrouter import log as logmod
-from llmrouter import registry
+from llmrouter import models
 from llmrouter.cache import DecisionCache, cache_key
-from llmrouter.config import Config, user_dir
-from llmrouter.deciders.base import Decider, Verdict
-from llmrouter.errors import DeciderError
-from llmrouter.policy.base import Policy, restrict
+from llmrouter.completion import ROUTER_MODEL, Answerer, CompletionStream, Plan, run_sync
+from llmrouter.config import Config, FallbackPolicy
+from llmrouter.deciders import Decider, build_decider
+from llmrouter.errors import DeciderError, UnknownModel
+from llmrouter.fallback import FallbackChain
+from llmrouter.policy import Policy, restrict
 from llmrouter.policy.engine import build_policy, decision_log_fields
 from llmrouter.prompts import RouterPrompt
-from llmrouter.types import Decision, Request, Timings
+from llmrouter.providers import StreamChunk
+from llmrouter.types import Completion, Decision, Request, Timings, Verdict
 from llmrouter.validate import clean_scores, extract_route
 
 log = logmod.get_logger("llmrouter")
 
+_CACHED_FIELDS = ("route", "confidence", "scores", "reason", "truncated", "request_tokens", "decider")
+
 
 class Router:
-    """Decides routes for requests with the configured local model and route table."""
+    """Decides routes for requests with the configured local model and route table, and answers
+    them through the routes' targets."""
 
     def __init__(
         self,
@@ -40,39 +53,24 @@ class Router:
         decider: Decider | None = None,
         cache: DecisionCache | None = None,
         policy: Policy | None = None,
+        fallback: FallbackPolicy | None = None,
     ) -> None:
         self.config = config
-        self.policy = policy if policy is not None else build_policy(config)
         self.table = config.table
         settings = config.router
+        self.policy: Policy = policy if policy is not None else build_policy(config)
         self.prompt = RouterPrompt.load(settings.prompt)
-        spec = registry.spec_for(settings.model)
+        spec = models.spec_for(settings.model)
         self.model_name = spec.name if spec else Path(settings.model).name
-        if decider is None and settings.remote is not None:
-            from llmrouter.deciders.remote import RemoteDecider
-
-            decider = RemoteDecider(settings.remote, settings, self.table, self.prompt)
-        if decider is None:
-            from llmrouter.deciders.llama import LlamaDecider
-
-            model_path = registry.resolve(settings.model)
-            self.model_sha256 = model_digest(model_path, spec)
-            decider = LlamaDecider(
-                model_path,
-                self.model_sha256,
-                settings,
-                self.table,
-                self.prompt,
-                family=spec.chat_template if spec else guess_family(model_path),
-                kv_dir=user_dir("kv"),
-            )
-            attach_head(decider, config)
-        else:
-            self.model_sha256 = getattr(decider, "model_id", "") or "custom"
-        self.decider = decider
+        self.decider: Decider = decider if decider is not None else build_decider(config, self.prompt)
+        self.model_sha256: str = getattr(self.decider, "model_id", "") or "custom"
         if cache is None and settings.cache:
             cache = DecisionCache(settings.cache_path, size_mb=settings.cache_size_mb)
         self.cache = cache
+        self.use_fallback(fallback or config.fallback)
+        self._decide_lock = threading.Lock()  # one decision at a time, from any thread or loop
+        self._gates: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+        self._waiting = 0
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **router_overrides: Any) -> Router:
@@ -82,7 +80,37 @@ class Router:
             config = config.with_router(**router_overrides)
         return cls(config)
 
+    def use_fallback(self, policy: FallbackPolicy) -> None:
+        """Call targets under `policy` from now on (a new chain: breakers start closed)."""
+        self.chain = FallbackChain(self.config.targets, policy)
+        self.answers = Answerer(self.config, self.chain, self.policy)
+
     # --- deciding ------------------------------------------------------------------------
+    def decide(self, request: Any, *, explain: bool = False, use_cache: bool = True) -> Decision:
+        """The route for `request` (text, chat messages or a Request). Raises only RequestError."""
+        t0 = time.perf_counter()
+        req = Request.of(request)
+        pre = self.policy.before(req)
+        if pre is not None and pre.decision is not None:
+            decision = pre.decision  # a rule decided: the model is not asked
+        else:
+            decision = self._decide_text(req.text, explain, use_cache, t0)
+            if pre is not None and pre.allowed is not None:
+                decision = restrict(decision, pre.allowed, self.table.default_route)
+        decision = self.policy.after(req, decision)
+        self._log(decision, decision_log_fields(req, self.config))
+        return decision
+
+    def _decide_text(self, text: str, explain: bool, use_cache: bool, t0: float) -> Decision:
+        cache = self.cache if use_cache else None
+        key = self._key(text, explain) if cache is not None else ""
+        decision = self._from_cache(cache, key, t0) if cache is not None else None
+        if decision is None:
+            decision = self._from_decider(text, explain, t0)
+            if cache is not None and decision.source == "model":
+                cache.set(key, {k: v for k, v in decision.to_json().items() if k in _CACHED_FIELDS})
+        return decision
+
     def _key(self, text: str, explain: bool) -> str:
         return cache_key(
             text,
@@ -90,33 +118,11 @@ class Router:
             prompt_version=self.prompt.version,
             model_sha256=self.model_sha256,
             settings={**self.config.router.decider_settings(), "explain": explain,
-                      "head_digest": getattr(getattr(self.decider, "head", None), "digest", "")},
+                      "head_digest": getattr(self.decider, "cache_salt", "")},
         )
 
-    def decide(self, request: Any, *, explain: bool = False, use_cache: bool = True) -> Decision:
-        """The route for `request` (text, chat messages or a Request). Raises only RequestError."""
-        t0 = time.perf_counter()
-        req = Request.of(request)
-        pre = self.policy.before(req) if self.policy else None
-        if pre is not None and pre.decision is not None:
-            decision = pre.decision  # a rule decided: the model is not asked
-        else:
-            text = req.text
-            key = self._key(text, explain) if (self.cache and use_cache) else ""
-            decision = self._from_cache(key, t0) if key else None
-            if decision is None:
-                decision = self._from_decider(text, explain, t0)
-                if key and decision.source == "model":
-                    self.cache.set(key, _cacheable(decision))  # type: ignore[union-attr]
-            if pre is not None and pre.allowed is not None:
-                decision = restrict(decision, pre.allowed, self.table.default_route)
-        if self.policy:
-            decision = self.policy.after(req, decision)
-        self._log(decision, decision_log_fields(req, self.config))
-        return decision
-
-    def _from_cache(self, key: str, t0: float) -> Decision | None:
-        hit = self.cache.get(key) if self.cache else None  # type: ignore[union-attr]
+    def _from_cache(self, cache: DecisionCache, key: str, t0: float) -> Decision | None:
+        hit = cache.get(key)
         if hit is None:
             return None
         route, _why = extract_route(hit, self.table)
@@ -136,17 +142,13 @@ class Router:
 
     def _from_decider(self, text: str, explain: bool, t0: float) -> Decision:
         try:
-            verdict: Verdict = self.decider.decide(text, explain=explain)
+            raw: object = self.decider.decide(text, explain=explain)
         except DeciderError as exc:
             return self.default_decision(f"decider failed: {exc}", t0)
-        route, why = extract_route(verdict, self.table)
+        route, why = extract_route(raw, self.table)
         if route is None:
             return self.default_decision(why, t0)
-        if not isinstance(verdict, Verdict):  # a bare route, JSON text or dict from a custom decider
-            raw = verdict if isinstance(verdict, dict) else {}
-            verdict = Verdict(route=route, scores=raw.get("scores") or {},
-                              reason=raw.get("reason") if isinstance(raw.get("reason"), str) else None,
-                              decider=getattr(self.decider, "name", ""))
+        verdict = raw if isinstance(raw, Verdict) else _as_verdict(raw, route, self.decider.name)
         scores = clean_scores(verdict.scores, self.table)
         return Decision(
             route=route,
@@ -173,7 +175,7 @@ class Router:
             timings=Timings(total_ms=_ms(t0) if t0 else 0.0),
         )
 
-    def _log(self, d: Decision, extra: dict[str, Any] | None = None) -> None:
+    def _log(self, d: Decision, extra: dict[str, Any]) -> None:
         log.info(
             "decision",
             route=d.route,
@@ -189,89 +191,96 @@ class Router:
             rule=d.rule,
             escalated_from=d.escalated_from,
             policy=list(d.policy) or None,
-            **(extra or {}),
+            **extra,
             **{k: round(v, 3) for k, v in d.timings.model_dump().items()},
         )
+
+    async def adecide(self, request: Request) -> Decision:
+        """decide(request) in a worker thread, one at a time, without blocking the event loop.
+
+        When the fallback policy's `decide_wait_s` passes before the model is free, the request
+        takes the default route (source "default", the reason says why) rather than queueing
+        without bound."""
+        wait_s = self.chain.policy.decide_wait_s
+        loop = asyncio.get_running_loop()
+        if loop not in self._gates:
+            self._gates[loop] = asyncio.Semaphore(1)  # one thread waits on the model, not one per request
+        gate = self._gates[loop]
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(wait_s):
+                await gate.acquire()
+        except TimeoutError:
+            reason = f"router model busy: waited {wait_s or 0.0:.1f}s with {self._waiting} request(s) queued"
+            return self.default_decision(reason)
+        finally:
+            self._waiting -= 1
+
+        def run() -> Decision:
+            with self._decide_lock:  # also guards callers on other event loops and threads
+                return self.decide(request)
+
+        try:
+            return await anyio.to_thread.run_sync(run)
+        finally:
+            gate.release()
+
+    # --- answering -----------------------------------------------------------------------
+    async def plan(self, request: Any, model: str | None = None) -> Plan:
+        """What answering `request` means: its decision and targets; a `model` naming a target (or
+        a target's model id) bypasses routing."""
+        req = Request.of(request)
+        if model is None or model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
+            decision = await self.adecide(req)
+            return Plan(req, decision, self.table.targets_of(decision.route), decision.route)
+        targets = self.config.targets
+        named = (model,) if model in targets else tuple(n for n, t in targets.items() if t.model == model)
+        if not named:
+            raise UnknownModel(f"unknown model {model!r}: use 'router' or one of: {', '.join(sorted(targets))}")
+        return Plan(req, None, named, f"model:{model}")
+
+    async def acomplete(self, request: Any, *, model: str | None = None, deadline_s: float | None = None,
+                        **params: Any) -> Completion:
+        """Route `request` and return the answer (a Completion)."""
+        return await self.answers.complete(await self.plan(request, model), params, deadline_s)
+
+    def complete(self, request: Any, **kw: Any) -> Completion:
+        """The blocking form of `acomplete`, for scripts and notebooks."""
+        async def main() -> Completion:
+            try:
+                return await self.acomplete(request, **kw)
+            finally:
+                await self.chain.aclose()
+
+        done: Completion = run_sync(main)
+        return done
+
+    async def open_stream(self, request: Any, *, model: str | None = None, deadline_s: float | None = None,
+                          **params: Any) -> CompletionStream:
+        """Route `request` and start streaming; raises before any chunk if no target could start."""
+        return await self.answers.stream(await self.plan(request, model), params, deadline_s)
+
+    async def stream(self, request: Any, **kw: Any) -> AsyncIterator[StreamChunk]:
+        """Route `request` and yield its answer's chunks as they arrive."""
+        stream = await self.open_stream(request, **kw)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
 
     def close(self) -> None:
         if self.cache:
             self.cache.close()
 
-    # --- calling providers (completion.py) ---
-    def complete(self, request: Any, **kw: Any) -> Any:
-        """Route `request` and return the answer (a Completion), blocking."""
-        from llmrouter.completion import complete
 
-        return complete(self, request, **kw)
-
-    async def acomplete(self, request: Any, **kw: Any) -> Any:
-        """Route `request` and return the answer (a Completion)."""
-        from llmrouter.completion import acomplete
-
-        return await acomplete(self, request, **kw)
-
-    def stream(self, request: Any, **kw: Any) -> Any:
-        """Route `request` and yield its answer's chunks (an async iterator of StreamChunk)."""
-        from llmrouter.completion import astream
-
-        return astream(self, request, **kw)
-
-
-_CACHED_FIELDS = ("route", "confidence", "scores", "reason", "truncated", "request_tokens", "decider")
-
-
-def _cacheable(d: Decision) -> dict[str, Any]:
-    return {k: v for k, v in d.to_json().items() if k in _CACHED_FIELDS}
+def _as_verdict(raw: object, route: str, decider: str) -> Verdict:
+    """A bare route, JSON text or dict from a custom decider, as a Verdict."""
+    data = raw if isinstance(raw, dict) else {}
+    reason = data.get("reason")
+    return Verdict(route=route, scores=data.get("scores") or {}, reason=reason if isinstance(reason, str) else None,
+                   decider=decider)
 
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
-
-
-def model_digest(path: Path, spec: registry.ModelSpec | None) -> str:
-    """The model file's sha256: the manifest's (verified at pull) or computed once and remembered."""
-    st = path.stat()
-    if spec and spec.sha256 and spec.size == st.st_size:
-        return spec.sha256
-    memo = user_dir("hashes") / (hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24] + ".json")
-    try:
-        return json.loads(memo.read_text())["sha256"]
-    except (OSError, ValueError, KeyError):
-        pass
-    digest = registry.sha256_file(path)
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(json.dumps({"path": str(path), "sha256": digest}))
-    except OSError:
-        pass
-    return digest
-
-
-def attach_head(decider: Any, config: Config) -> None:
-    """Give the decider the route table's fitted head; fitted/combined modes need one."""
-    from llmrouter.deciders.fitted import FittedHead
-    from llmrouter.errors import ConfigError
-
-    path = config.router.head_path(config.path)
-    if path is None:
-        if config.router.mode in ("fitted", "combined"):
-            raise ConfigError(
-                f"[router] mode = {config.router.mode!r} needs a fitted head: set [router] head",
-                hint="run `llmrouter tune DATA.jsonl --config TABLE --out TUNED.toml`, or use mode = \"scored\"",
-            )
-        return
-    decider.use_head(FittedHead.load(path))
-
-
-def guess_family(path: Path) -> str:
-    """The chat family of a GGUF not in the manifest, from its embedded chat template."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4 << 20)
-    except OSError:
-        return "chatml"
-    if b"<|start_header_id|>" in head:
-        return "llama3"
-    if b"<start_of_turn>" in head:
-        return "gemma"
-    return "chatml"

@@ -1,11 +1,15 @@
 """The data that crosses llmrouter's boundaries: requests in, decisions and completions out.
 
-All models are frozen pydantic models, so a Decision that left the router cannot be edited on its
-way to a provider, a cache or a log.
+    Request (Messages + metadata) -> Verdict (a decider's raw answer) -> Decision
+    Decision -> Attempts at targets -> Completion (text, Usage)
+
+All models are frozen, so a Decision that left the router cannot be edited on its way to a
+provider, a cache or a log.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -167,3 +171,56 @@ class Decision(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a decider says before validation: `route` may still be anything."""
+
+    route: str
+    scores: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    truncated: bool = False
+    request_tokens: int = 0
+    timings: Timings = field(default_factory=Timings)
+    decider: str = ""
+
+
+class Attempt(BaseModel):
+    """What happened to one target for one request: answered, failed (and why), or skipped (why)."""
+
+    model_config = ConfigDict(frozen=True)
+    target: str
+    outcome: Literal["ok", "failed", "skipped"]
+    reason: str = ""
+    status: int | None = None
+    retry: int = 0
+    waited_s: float = 0.0
+    elapsed_ms: float = 0.0
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Completion(BaseModel):
+    """An answer and how it was reached: the route, the target that answered, every attempt."""
+
+    model_config = ConfigDict(frozen=True)
+    text: str
+    target: str
+    model: str
+    route: str | None = None
+    decision: Decision | None = None
+    attempts: tuple[Attempt, ...] = ()
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0  # from the answering target's prices

@@ -10,7 +10,18 @@ import json
 import math
 from typing import Any
 
+from pydantic import BaseModel, create_model
+
 from llmrouter.config import RouteTable
+
+
+def route_output_type(table: RouteTable, *, with_reason: bool = False) -> type[BaseModel]:
+    """The pydantic model a constrained decider generates (Outlines locally, a JSON schema for a
+    serving engine): `route` is the table's enum, nothing else can come out."""
+    fields: dict[str, Any] = {"route": (table.route_enum, ...)}
+    if with_reason:
+        fields["reason"] = (str, ...)
+    return create_model("RouteDecision", __config__={"extra": "forbid"}, **fields)  # type: ignore[call-overload]
 
 
 def extract_route(raw: Any, table: RouteTable) -> tuple[str | None, str]:

@@ -1,6 +1,6 @@
-"""Fixtures for providers, fallback and the server: the emulator on a real socket, fleets of
-emulated targets, a stand-in router for tests that do not care which route is picked, and a
-server runner (uvicorn in a thread on a free port)."""
+"""Fixtures for providers, fallback and the server: the emulator on a real socket (llmrouter.testing),
+fleets of emulated targets, a stand-in router for tests that do not care which route is picked, and
+a server runner (uvicorn in a thread on a free port)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 
-from llmrouter.config import Config
-from llmrouter.emulator import Emulator
-from llmrouter.types import Decision, Request
+from llmrouter.testing import Emulator, FakeRouter, fleet
 
-__all__ = ["emulator_server", "emu", "fake_router", "serve"]  # the fixtures conftest.py re-exports
+__all__ = ["emulator_server", "emu", "fake_router", "serve", "FakeRouter", "fleet"]  # conftest.py re-exports
 
 
 @pytest.fixture(scope="session")
@@ -33,37 +31,6 @@ def emu(emulator_server: Emulator) -> Iterator[Emulator]:
     emulator_server.reset()
     yield emulator_server
     emulator_server.reset()
-
-
-def fleet(emu: Emulator, routes: dict[str, list[str]], **overrides: dict[str, Any]) -> Config:
-    """A Config whose targets are emulated: names starting with 'claude' speak Anthropic,
-    'vision' ones accept images, everything else is OpenAI-compatible."""
-    names = {t for ts in routes.values() for t in ts} | set(overrides)
-    targets: dict[str, dict[str, Any]] = {}
-    for n in sorted(names):
-        api = "anthropic" if n.startswith("claude") else "openai"
-        targets[n] = {"provider": api, "model": f"{n}-model", "base_url": emu.base_url(n, api),
-                      "vision": n.startswith("vision"), **overrides.get(n, {})}
-    return Config.from_dict({
-        "router": {"default_route": next(iter(routes)), "cache": False},
-        "targets": targets,
-        "routes": [{"name": r, "description": f"requests for {r}", "targets": ts} for r, ts in routes.items()],
-    })
-
-
-class FakeRouter:
-    """Stands in for Router where the route does not matter: picks `metadata["route"]` or the
-    default route, and counts its decisions."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.decisions = 0
-
-    def decide(self, request: Any) -> Decision:
-        req = Request.of(request)
-        self.decisions += 1
-        route = req.metadata.get("route") or self.config.table.default_route
-        return Decision(route=route, source="rule", confidence=1.0, reason="test router")
 
 
 @pytest.fixture

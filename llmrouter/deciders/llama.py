@@ -2,13 +2,13 @@
 
 Per request only the request's own tokens and a short suffix are evaluated: the constant prefix
 (instructions, routes, examples) stays in the KV cache, and is saved to disk so a cold start loads
-it instead of evaluating it again. Routes are scored from the logits (see route_trie), which gives
+it instead of evaluating it again. Routes are scored from the logits (llamacpp/trie.py), which gives
 the decision and its confidence in one forward pass for most tables. `mode="generate"` and
 `explain=True` use Outlines for constrained generation on the same warm prefix.
 
-With a fitted head (`mode="fitted"` or `"combined"`, see deciders/fitted.py) the same forward
-pass also yields the model's final hidden states, and through a scheduler callback those of the
-intermediate layers the head reads (deciders/taps.py): no second pass.
+With a fitted head (`mode="fitted"` or `"combined"`, see head/) the same forward pass also
+yields the model's final hidden states, and through a scheduler callback those of the
+intermediate layers the head reads (llamacpp/taps.py): no second pass.
 """
 
 from __future__ import annotations
@@ -18,81 +18,42 @@ import hashlib
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from llmrouter.config import RouterSettings, RouteTable
-from llmrouter.deciders.base import Verdict
-from llmrouter.deciders.route_trie import build_trie, passes_needed, score_routes
-from llmrouter.errors import ConfigError, DeciderError, ModelError
+from llmrouter import models
+from llmrouter.config import Config, RouterSettings, RouteTable
+from llmrouter.errors import ConfigError, DeciderError
+from llmrouter.head import FittedHead, Observation
+from llmrouter.llamacpp.load import load_llama
+from llmrouter.llamacpp.taps import LayerTap
+from llmrouter.llamacpp.trie import build_trie, passes_needed, score_routes
+from llmrouter.paths import user_dir
 from llmrouter.prompts import TRUNCATION_MARKER, RouterPrompt, precap_text, truncate_tokens
-from llmrouter.types import Timings
-
-# OpenMP threads that spin-wait make llama.cpp 10-30x slower when another process is busy; a
-# passive wait keeps latency predictable. Must be set before the OpenMP runtime loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from llmrouter.types import Timings, Verdict
 
 REASON_TOKENS = 48
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one forward pass tells about a request: route scores and final hidden states."""
-
-    scores: dict[str, float]  # the model's own P(route), renormalised over the table's routes
-    mean: np.ndarray | None = None  # hidden state averaged over the request's tokens (in context)
-    last: np.ndarray | None = None  # hidden state of the prompt's last token (has read it all)
-    layers: dict[int, tuple[np.ndarray, np.ndarray]] | None = None  # layer -> (mean, last) there
-    text: str | None = None  # the request text the model read (before token truncation)
-
-
 TAP_DEPTHS = (0.53, 0.8)  # intermediate layers observed for tuning, as fractions of the model's depth
-_PARAMS_LOCK = threading.Lock()
 
 
-def load_llama(model_path: Path, settings: RouterSettings, eval_callback: object = None, **extra: object):
-    """A llama_cpp.Llama for the router, quiet, with the configured threads; `eval_callback`
-    (a ggml_backend_sched_eval_callback) is installed in its context, which only takes one when
-    it is made: llama_cpp.Llama has no argument for it, so its default params are wrapped."""
-    try:
-        import llama_cpp
-        import llama_cpp.llama_cpp as lib
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise ModelError(f"llama-cpp-python is not importable: {exc}", hint="run `make install`") from None
-    with _PARAMS_LOCK:
-        original = lib.llama_context_default_params
-        if eval_callback is not None:
-            def with_callback():  # type: ignore[no-untyped-def]
-                params = original()
-                params.cb_eval = eval_callback
-                params.cb_eval_user_data = None
-                return params
-
-            lib.llama_context_default_params = with_callback
-        try:
-            return _new_llama(llama_cpp, model_path, settings, extra)
-        finally:
-            lib.llama_context_default_params = original
-
-
-def _new_llama(llama_cpp, model_path: Path, settings: RouterSettings, extra: dict):  # type: ignore[no-untyped-def]
-    try:
-        return llama_cpp.Llama(
-            model_path=str(model_path),
-            n_ctx=settings.context_size,
-            n_batch=settings.batch_size,
-            n_threads=settings.threads,
-            n_threads_batch=settings.threads_batch or settings.threads,
-            n_gpu_layers=settings.gpu_layers,
-            logits_all=False,
-            seed=0,
-            verbose=False,
-            **extra,
+def build(config: Config, prompt: RouterPrompt) -> LlamaDecider:
+    """The in-process decider for a route table: its model pulled and checked, its head attached."""
+    settings = config.router
+    spec = models.spec_for(settings.model)
+    path = models.resolve(settings.model)
+    decider = LlamaDecider(path, models.model_digest(path, spec), settings, config.table, prompt,
+                           family=models.chat_family(path, spec), kv_dir=user_dir("kv"))
+    head_path = settings.head_path(config.path)
+    if head_path is not None:
+        decider.use_head(FittedHead.load(head_path))
+    elif settings.mode in ("fitted", "combined"):
+        raise ConfigError(
+            f"[router] mode = {settings.mode!r} needs a fitted head: set [router] head",
+            hint="run `llmrouter tune DATA.jsonl --config TABLE --out TUNED.toml`, or use mode = \"scored\"",
         )
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"cannot load router model {model_path}: {exc}") from None
+    return decider
 
 
 class LlamaDecider:
@@ -115,10 +76,10 @@ class LlamaDecider:
         self._lib = llama_cpp
         self.settings, self.table, self.prompt, self.model_id = settings, table, prompt, model_id
         self.mode = settings.mode
-        from llmrouter.deciders.taps import LayerTap
-
         self.tap = LayerTap((), 0)  # armed only while a request is evaluated for a head
-        self.llm = load_llama(model_path, settings, eval_callback=self.tap.callback)
+        self.llm = load_llama(model_path, n_ctx=settings.context_size, n_threads=settings.threads,
+                              n_threads_batch=settings.threads_batch, n_batch=settings.batch_size,
+                              gpu_layers=settings.gpu_layers, eval_callback=self.tap.callback)
         self._ctx = self.llm._ctx.ctx
         self.n_vocab = self.llm.n_vocab()
         self.tap.n_embd = self.llm.n_embd()
@@ -150,9 +111,14 @@ class LlamaDecider:
         self.feature_key = hashlib.sha256(
             repr((model_id, self.prefix, self.suffix, settings.max_request_tokens)).encode()
         ).hexdigest()[:16]
-        self.head = None  # a FittedHead, attached with use_head()
+        self.head: FittedHead | None = None  # attached with use_head()
 
-    def use_head(self, head) -> None:
+    @property
+    def cache_salt(self) -> str:
+        """What besides the model, prompt and table changes this decider's answers: its head."""
+        return self.head.digest if self.head is not None else ""
+
+    def use_head(self, head: FittedHead) -> None:
         """Decide with a fitted head (checked against this model, prompt and table)."""
         head.check(self.model_id, self.feature_key, self.table.names)
         bad = [x for x in head.layers if not 0 <= x < self.n_layer]
@@ -356,9 +322,9 @@ class LlamaDecider:
 
     # --- Outlines: generated JSON and explanations ---------------------------------------
     @property
-    def outlines(self):
+    def outlines(self) -> Any:
         if self._outlines is None:
-            from llmrouter.deciders.constrained import ConstrainedGenerator
+            from llmrouter.llamacpp.constrained import ConstrainedGenerator
 
             self._outlines = ConstrainedGenerator(self.llm, self.model_id, self.table)
         return self._outlines

@@ -17,12 +17,19 @@ from typing import Any
 
 import httpx
 
-from llmrouter.config import RemoteDeciderSettings, RouterSettings, RouteTable
-from llmrouter.deciders.base import Verdict
-from llmrouter.deciders.constrained import route_output_type
-from llmrouter.errors import DeciderError
+from llmrouter.config import Config, RemoteDeciderSettings, RouterSettings, RouteTable
+from llmrouter.errors import ConfigError, DeciderError
 from llmrouter.prompts import SENTINEL, RouterPrompt, precap_text
-from llmrouter.types import Timings
+from llmrouter.types import Timings, Verdict
+from llmrouter.validate import route_output_type
+
+
+def build(config: Config, prompt: RouterPrompt) -> RemoteDecider:
+    """The remote decider a route table's [router.remote] describes."""
+    remote = config.router.remote
+    if remote is None:
+        raise ConfigError("[router] decider = \"remote\" needs a [router.remote] section (base_url, model)")
+    return RemoteDecider(remote, config.router, config.table, prompt)
 
 
 class RemoteDecider:

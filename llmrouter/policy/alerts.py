@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from llmrouter.policy.settings import Alerts
+from llmrouter.config.policy import Alerts
 
 log = structlog.get_logger("llmrouter")
 ESCALATION = "\x00up"  # the pseudo-route under which "went above the cheapest tier" is counted

@@ -1,7 +1,8 @@
-"""The two places a policy acts: before the model (rules) and after it (floors, escalation, caps).
+"""The places a policy acts: before the model (rules), after it (floors, escalation, caps), and
+after the answer (a target's own "not sure", spend, a failed route).
 
     request -> Policy.before -> [decided by a rule] or [cache / decider, restricted to `allowed`]
-            -> Policy.after -> Decision
+            -> Policy.after -> Decision -> targets -> Policy.reconsider -> Policy.settle | failed
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from llmrouter.config import Target
 from llmrouter.types import Decision, Request
 
 
@@ -21,9 +23,46 @@ class PreDecision:
 
 
 class Policy(Protocol):
-    def before(self, request: Request) -> PreDecision | None: ...
+    """Everything a routing policy is asked, in the order a request meets it."""
 
-    def after(self, request: Request, decision: Decision) -> Decision: ...
+    def before(self, request: Request) -> PreDecision | None:
+        """Before the cache and the model: decide outright, narrow the routes, or pass (None)."""
+        ...
+
+    def after(self, request: Request, decision: Decision) -> Decision:
+        """The decision as it leaves the router (floors, escalation, caps applied)."""
+        ...
+
+    def reconsider(self, request: Request, decision: Decision, answer: str) -> Decision | None:
+        """A decision one tier up when the answer signals low confidence, else None."""
+        ...
+
+    def settle(self, request: Request, target: Target, prompt_tokens: int, completion_tokens: int) -> float:
+        """Charge an answer to its caller; returns its cost in USD."""
+        ...
+
+    def failed(self, request: Request) -> None:
+        """Every target of the route failed."""
+        ...
+
+
+class NoPolicy:
+    """The policy of a table without policy sections: every hook passes the request through."""
+
+    def before(self, request: Request) -> PreDecision | None:
+        return None
+
+    def after(self, request: Request, decision: Decision) -> Decision:
+        return decision
+
+    def reconsider(self, request: Request, decision: Decision, answer: str) -> Decision | None:
+        return None
+
+    def settle(self, request: Request, target: Target, prompt_tokens: int, completion_tokens: int) -> float:
+        return target.cost_usd(prompt_tokens, completion_tokens)
+
+    def failed(self, request: Request) -> None:
+        return None
 
 
 def restrict(decision: Decision, allowed: tuple[str, ...], default: str) -> Decision:

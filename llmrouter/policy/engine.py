@@ -20,19 +20,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from llmrouter.config import Config, Target
 from llmrouter.errors import PolicyRejected
 from llmrouter.policy.alerts import Alerter
-from llmrouter.policy.base import PreDecision
-from llmrouter.policy.guardrails import RateWindow, SpendLedger, caller_key, key_label
+from llmrouter.policy.base import NoPolicy, Policy, PreDecision
+from llmrouter.policy.limits import RateWindow, SpendLedger, caller_key, key_label
 from llmrouter.policy.rules import RuleSet
-from llmrouter.policy.sticky import SessionRoutes
-from llmrouter.policy.surfaces import Ladder
+from llmrouter.policy.sessions import SessionRoutes
+from llmrouter.policy.tiers import Ladder
 from llmrouter.types import Decision, Request
-
-if TYPE_CHECKING:
-    from llmrouter.config import Config
 
 _MAX_PENDING = 4096
 
@@ -241,10 +239,9 @@ class RoutingPolicy:
             "policy": decision.policy + ("escalated:answer",),
             "reason": f"escalated from {decision.route}: the answer signalled low confidence"})
 
-    def settle(self, request: Request, target: str, prompt_tokens: int, completion_tokens: int) -> float:
+    def settle(self, request: Request, target: Target, prompt_tokens: int, completion_tokens: int) -> float:
         """Charge an answer to its caller's key and tier; returns its cost in USD."""
-        t = self.config.targets.get(target)
-        cost = 0.0 if t is None else (prompt_tokens * t.input_price + completion_tokens * t.output_price) / 1e6
+        cost = target.cost_usd(prompt_tokens, completion_tokens)
         key, tier = caller_key(request.metadata), str(request.metadata.get("tier") or "")
         if key:
             self.ledger.add(key, cost)
@@ -259,9 +256,9 @@ class RoutingPolicy:
             self.sessions.forget(str(session))
 
 
-def build_policy(config: Config) -> RoutingPolicy | None:
-    """The table's routing policy, or None when the table configures none."""
-    return RoutingPolicy(config) if config.policy.active else None
+def build_policy(config: Config) -> Policy:
+    """The table's routing policy; a pass-through one when the table configures none."""
+    return RoutingPolicy(config) if config.policy.active else NoPolicy()
 
 
 def decision_log_fields(request: Request, config: Config) -> dict[str, Any]:

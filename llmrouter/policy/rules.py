@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from llmrouter.policy.settings import Rule, When
+from llmrouter.config.policy import Rule, When
 
 if TYPE_CHECKING:
     from llmrouter.config import Config
@@ -216,20 +216,3 @@ class RuleSet:
                 return RuleOutcome(route=route, allowed=allowed, rule=rule.name, notes=notes + (f"rule:{rule.name}",))
             notes += (f"rule:{rule.name}:not-allowed",)
         return RuleOutcome(allowed=allowed, rule=acted[-1] if acted else None, notes=notes)
-
-
-HEADER_METADATA = ("surface", "tier", "session", "key", "pin", "language")  # x-llmrouter-<name>
-
-
-def http_metadata(headers: Any, metadata: dict[str, Any] | None, tools: list[Any] | None) -> dict[str, Any]:
-    """A request's routing metadata from its body's `metadata` and `x-llmrouter-*` headers (the
-    headers win: a gateway sets them, a client sets the body), plus the names of requested tools."""
-    meta = dict(metadata or {})
-    for name in HEADER_METADATA:
-        value = headers.get(f"x-llmrouter-{name}")
-        if value:
-            meta[name] = value
-    if tools:
-        meta["tools"] = [str((t.get("function") or {}).get("name") or t.get("name") or "") if isinstance(t, dict)
-                         else "" for t in tools]
-    return meta

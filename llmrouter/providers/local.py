@@ -11,32 +11,22 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from llmrouter.config import Target
-from llmrouter.errors import LLMRouterError, ProviderError
-from llmrouter.providers.base import ContextTooLong, ProviderResponse, StreamChunk
+from llmrouter.errors import ContextTooLong, LLMRouterError, ProviderError
+from llmrouter.providers.base import ProviderResponse, StreamChunk
 
 DEFAULT_MAX_TOKENS = 512
 _PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
 def load_llama(target: Target) -> Any:
-    """A quiet llama_cpp.Llama for `target.model` (a manifest name or a .gguf path)."""
-    try:
-        import llama_cpp
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise ProviderError(f"{target.name}: llama-cpp-python is not importable: {exc}", target=target.name,
-                            hint="pip install llama-cpp-python") from None
-    from llmrouter.registry import resolve
+    """A quiet llama_cpp.Llama for `target.model` (a manifest name or a .gguf path), one thread."""
+    from llmrouter.llamacpp.load import load_llama as load
+    from llmrouter.models import resolve
 
-    path: Path = resolve(target.model)
-    try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=target.context_window, n_threads=1,
-                               n_threads_batch=1, seed=0, verbose=False)
-    except (ValueError, RuntimeError) as exc:
-        raise ProviderError(f"{target.name}: cannot load {path}: {exc}", target=target.name) from None
+    return load(resolve(target.model), n_ctx=target.context_window)  # errors: see _error
 
 
 class LocalProvider:
@@ -113,7 +103,7 @@ class LocalProvider:
             return exc
         name = self.target.name
         if isinstance(exc, LLMRouterError):
-            return ProviderError(f"{name}: {exc}", target=name, status=503)
+            return ProviderError(f"{name}: {exc.message}", target=name, status=503, hint=exc.hint)
         if isinstance(exc, ValueError) and "context window" in str(exc):
             return ContextTooLong(f"{name}: {exc}", status=400, target=name)
         return ProviderError(f"{name}: local model failed: {type(exc).__name__}: {exc}", target=name)

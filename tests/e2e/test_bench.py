@@ -5,10 +5,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from llmrouter import breakeven
-from llmrouter.benchmark import aggregate, bucket_of
 from llmrouter.cli import app
+from llmrouter.cli.bench import bench_lib
 from llmrouter.config import Config
+
+breakeven = bench_lib("breakeven")  # the measuring code lives in bench/llmrouter_bench
+measure = bench_lib("measure")
 
 pytestmark = pytest.mark.model
 
@@ -35,9 +37,9 @@ def test_bad_threads_is_a_clean_error():
 
 
 def test_aggregate_buckets_and_ratios():
-    rows = [{"tokens": t, "bucket": bucket_of(t), "optimised_ms": 2.0 * t, "floor_ms": float(t)}
+    rows = [{"tokens": t, "bucket": measure.bucket_of(t), "optimised_ms": 2.0 * t, "floor_ms": float(t)}
             for t in (5, 15, 30, 45, 100)]
-    agg = aggregate(rows)
+    agg = measure.aggregate(rows)
     assert set(agg) == {"all", "short", "medium", "long", "10-60 tokens"}
     assert agg["all"]["ratio_p50"] == pytest.approx(2.0)
     assert agg["10-60 tokens"]["optimised"]["n"] == 3

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from llmrouter.cli import app
 from llmrouter.config import Config
-from llmrouter.deciders.fitted import FittedHead
+from llmrouter.head import FittedHead
 
 pytestmark = pytest.mark.model
 

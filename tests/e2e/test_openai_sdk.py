@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from llmrouter.config import Config
-from llmrouter.emulator import Behavior
-from llmrouter.fallback import FallbackPolicy
+from llmrouter.testing import Behavior
+from llmrouter.config import FallbackPolicy
 from llmrouter.router import Router
 from llmrouter.server import create_app
 

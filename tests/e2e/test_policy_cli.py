@@ -10,10 +10,9 @@ from typer.testing import CliRunner
 
 from llmrouter import log as logmod
 from llmrouter.cli import app
-from llmrouter.completion import Completion, Usage
+from llmrouter.types import Completion, Usage
 from llmrouter.config import Config
-from llmrouter.deciders.base import Verdict
-from llmrouter.policy import answers
+from llmrouter.types import Verdict
 from llmrouter.router import Router
 from llmrouter.types import Request
 
@@ -46,7 +45,7 @@ def test_stats_summarises_real_events(tmp_path):
                 done = Completion(text="ok", target="small" if d.route == "easy" else "frontier", model="m",
                                   route=d.route, decision=d, usage=Usage(prompt_tokens=1000, completion_tokens=500),
                                   latency_ms=120.0)
-                answers.settle(router, req, done)
+                router.answers.settle(req, done)
         finally:
             logmod.configure(fmt="json", level="warning")
         f.write("{broken\n")

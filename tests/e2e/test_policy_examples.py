@@ -13,9 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from llmrouter.config import Config
-from llmrouter.deciders.base import Verdict
-from llmrouter.emulator import Behavior
-from llmrouter.fallback import FallbackPolicy
+from llmrouter.types import Verdict
+from llmrouter.testing import Behavior
+from llmrouter.config import FallbackPolicy
 from llmrouter.router import Router
 from llmrouter.server import create_app
 

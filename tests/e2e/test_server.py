@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmrouter.emulator import Behavior
-from llmrouter.fallback import FallbackPolicy
+from llmrouter.testing import Behavior
+from llmrouter.config import FallbackPolicy
 from llmrouter.server import create_app
 
 POLICY = FallbackPolicy(deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.05, max_retries=1)

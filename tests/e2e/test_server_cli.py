@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from llmrouter.cli import app
 from llmrouter.config import Config
-from llmrouter.emulator import Behavior, Emulator
+from llmrouter.testing import Behavior, Emulator
 
 pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,27 +11,24 @@ import pytest
 import structlog
 from fixtures_providers import FakeRouter, fleet
 
-from llmrouter.completion import acomplete, chain_for, complete, open_stream
-from llmrouter.emulator import Behavior, Emulator
+from llmrouter.testing import Behavior, Emulator
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout
-from llmrouter.fallback import FallbackPolicy
+from llmrouter.config import FallbackPolicy
 from llmrouter.types import Request
 
 FAST = FallbackPolicy(deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.05)
 
 
 def router_for(emu: Emulator, routes: dict[str, list[str]], policy: FallbackPolicy = FAST, **overrides: Any) -> FakeRouter:
-    router = FakeRouter(fleet(emu, routes, **overrides))
-    chain_for(router, policy)
-    return router
+    return FakeRouter(fleet(emu, routes, **overrides), fallback=policy)
 
 
 def ask(router: FakeRouter, text: str = "hello world", **kw: Any) -> Any:
     async def go() -> Any:
         try:
-            return await acomplete(router, text, **kw)
+            return await router.acomplete(text, **kw)
         finally:
-            await chain_for(router).aclose()
+            await router.chain.aclose()
 
     return asyncio.run(go())
 
@@ -40,7 +37,7 @@ def ask_stream(router: FakeRouter, text: str = "one two three four five", **kw: 
     """(text received, the stream, the error that ended it or None)."""
     async def go() -> tuple[str, Any, Exception | None]:
         got: list[str] = []
-        stream = await open_stream(router, text, **kw)
+        stream = await router.open_stream(text, **kw)
         try:
             async for chunk in stream:
                 got.append(chunk.delta.get("content") or "")
@@ -48,7 +45,7 @@ def ask_stream(router: FakeRouter, text: str = "one two three four five", **kw: 
             return "".join(got), stream, exc
         finally:
             await stream.aclose()
-            await chain_for(router).aclose()
+            await router.chain.aclose()
         return "".join(got), stream, None
 
     return asyncio.run(go())
@@ -162,12 +159,12 @@ def test_traffic_returns_to_the_primary_after_the_breakers_probe(emu):
     emu.set_default("a", Behavior(status=500))
     served = [ask(router).target for _ in range(4)]
     assert served == ["b"] * 4 and len(emu.seen("a")) == 2  # open after 2 failures: a is skipped
-    assert chain_for(router).breakers["a"].state == "open"
+    assert router.chain.breakers["a"].state == "open"
     emu.set_default("a", Behavior())  # a recovers
     assert ask(router).target == "b"  # still cooling down
     time.sleep(0.6)
     probe = ask(router)
-    assert probe.target == "a" and chain_for(router).breakers["a"].state == "closed"
+    assert probe.target == "a" and router.chain.breakers["a"].state == "closed"
     assert [ask(router).target for _ in range(3)] == ["a"] * 3
 
 
@@ -214,28 +211,27 @@ def test_keys_go_to_the_provider_and_nowhere_else(emu, monkeypatch):
 
 def test_sync_complete_works_inside_and_outside_an_event_loop(emu):
     router = router_for(emu, {"main": ["a"]})
-    assert complete(router, "plain").text == "a says: plain"
+    assert router.complete("plain").text == "a says: plain"
 
     async def inside() -> str:
-        return complete(router, "nested").text  # a notebook cell: a loop is already running
+        return router.complete("nested").text  # a notebook cell: a loop is already running
 
     assert asyncio.run(inside()) == "a says: nested"
 
 
 def test_a_burst_past_the_decide_wait_takes_the_default_route(emu):
     class SlowRouter(FakeRouter):
-        def decide(self, request: Any) -> Any:
+        def decide(self, request: Any, **kw: Any) -> Any:
             time.sleep(0.3)  # the router model, busy
-            return super().decide(request)
+            return super().decide(request, **kw)
 
-    router = SlowRouter(fleet(emu, {"main": ["a"], "other": ["b"]}))
-    chain_for(router, FallbackPolicy(decide_wait_s=0.1))
+    router = SlowRouter(fleet(emu, {"main": ["a"], "other": ["b"]}), fallback=FallbackPolicy(decide_wait_s=0.1))
 
     async def burst() -> list[Any]:
         try:
-            return await asyncio.gather(*(acomplete(router, Request.of(f"q{i}", route="other")) for i in range(3)))
+            return await asyncio.gather(*(router.acomplete(Request.of(f"q{i}", route="other")) for i in range(3)))
         finally:
-            await chain_for(router).aclose()
+            await router.chain.aclose()
 
     done = asyncio.run(burst())
     sources = sorted(d.decision.source for d in done)

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from llmrouter import evaluate as ev
-from llmrouter import tune as tn
-from llmrouter.deciders.fitted import FittedHead
+from llmrouter.quality import evaluate as ev
+from llmrouter.quality import tune as tn
+from llmrouter.head import FittedHead
 from llmrouter.errors import ConfigError
 from llmrouter.router import Router
 
@@ -49,7 +49,8 @@ def test_observation_matches_the_scored_decision(model_router):
     assert np.isfinite(obs.mean).all() and np.isfinite(obs.last).all()
     assert obs.scores == pytest.approx(plain.scores, abs=1e-4)
     assert plain.decider == "llama-scored"
-    assert verdict.decider == ("fitted" if d.head is not None and d.mode == "fitted" else verdict.decider)
+    assert d.mode == "fitted" and d.head is not None  # the default table decides with its fitted head
+    assert verdict.decider == "fitted"
     assert verdict.scores == pytest.approx(d.decide(text).scores, abs=1e-6)
 
 
@@ -103,10 +104,8 @@ def test_head_modes_give_valid_decisions(model_router, observed, few, which, tmp
     cfg = model_router.config.with_router(mode=mode, head=str(path))
     old_mode, old_head = d.mode, d.head
     try:
-        from llmrouter.router import attach_head
-
         d.mode = mode
-        attach_head(d, cfg)
+        d.use_head(FittedHead.load(cfg.router.head_path(cfg.path)))
         router = Router(cfg, decider=d, cache=None)
         hits = 0
         for r in few[::3]:  # one training request per route: the head should recall most of them

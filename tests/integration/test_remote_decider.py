@@ -5,7 +5,7 @@ import json
 import pytest
 
 from llmrouter.config import Config
-from llmrouter.emulator import Behavior
+from llmrouter.testing import Behavior
 from llmrouter.router import Router
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmrouter import registry
+from llmrouter import models
 from llmrouter.deciders.llama import LlamaDecider
 from llmrouter.errors import RequestError
 
@@ -98,7 +98,7 @@ def test_bad_input_is_a_request_error(model_router):
 
 def test_prefix_from_disk_decides_like_a_computed_one(model_router, tmp_path):
     cfg = model_router.config
-    path = registry.resolve(cfg.router.model)
+    path = models.resolve(cfg.router.model)
     args = (path, model_router.model_sha256, cfg.router, cfg.table, model_router.prompt)
     computed = LlamaDecider(*args, kv_dir=tmp_path)
     loaded = LlamaDecider(*args, kv_dir=tmp_path)

@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 
 from llmrouter.cache import DecisionCache
 from llmrouter.config import Config
-from llmrouter.deciders.base import Verdict
-from llmrouter.deciders.route_trie import build_trie, passes_needed, score_routes
+from llmrouter.llamacpp.trie import build_trie, passes_needed, score_routes
 from llmrouter.errors import DeciderError, RequestError
 from llmrouter.router import Router
-from llmrouter.types import Request
+from llmrouter.types import Request, Verdict
 from llmrouter.validate import clean_scores, extract_route
 
 CFG = Config.from_dict({

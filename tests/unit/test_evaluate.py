@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmrouter import evaluate as ev
+from llmrouter.quality import evaluate as ev
 from llmrouter.config import Config
 from llmrouter.errors import ConfigError
 

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from llmrouter.config import Target
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout, RequestError
-from llmrouter.fallback import CircuitBreaker, FallbackChain, FallbackPolicy
-from llmrouter.providers import ContextTooLong, ProviderResponse, StreamChunk
+from llmrouter.config import FallbackPolicy
+from llmrouter.fallback import CircuitBreaker, FallbackChain
+from llmrouter.errors import ContextTooLong
+from llmrouter.providers import ProviderResponse, StreamChunk
 
 HANG = "hang"
 

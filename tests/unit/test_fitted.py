@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmrouter.deciders.fitted import FittedHead, fit_bias_temperature, fit_temperature, softmax, stack
+from llmrouter.head.calibration import fit_bias_temperature, fit_temperature, softmax
+from llmrouter.head.fitted import FittedHead, Observation, stack
 from llmrouter.errors import ConfigError
 
 ROUTES = ("code", "math", "chat")
@@ -65,7 +65,7 @@ def test_decide_says_which_part_decided():
     f, y = synthetic()
     h = replace(head(f, y), threshold=0.99)
     i = int(np.argmin(h.head_proba(f).max(1)))  # the head's least sure row
-    obs = SimpleNamespace(scores=dict(zip(ROUTES, np.exp(f["logp"][i]))), mean=f["mean"][i], last=f["last"][i])
+    obs = Observation(scores=dict(zip(ROUTES, np.exp(f["logp"][i]))), mean=f["mean"][i], last=f["last"][i])
     scores, who = h.decide(obs, "combined")
     assert who == "combined:model"
     assert set(scores) == set(ROUTES) and abs(sum(scores.values()) - 1) < 1e-9
@@ -134,7 +134,7 @@ def test_temperature_fitting_softens_overconfident_logits():
 
 
 def test_stack_builds_blocks_from_observations():
-    o = SimpleNamespace(scores={"code": 0.5, "math": 0.5, "chat": 0.0}, mean=np.ones(4), last=np.zeros(4))
+    o = Observation(scores={"code": 0.5, "math": 0.5, "chat": 0.0}, mean=np.ones(4), last=np.zeros(4))
     s = stack([o, o], ROUTES)
     assert s["mean"].shape == (2, 4) and s["logp"].shape == (2, 3)
     assert np.isfinite(s["logp"]).all()

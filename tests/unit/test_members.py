@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from llmrouter.deciders.fitted import FittedHead, softmax
-from llmrouter.deciders.members import TEXT, Chars, layers_of
-from llmrouter.tune import Spec, candidate_specs
+from llmrouter.head.calibration import softmax
+from llmrouter.head.fitted import FittedHead
+from llmrouter.head.members import TEXT, Chars, layers_of
+from llmrouter.quality.tune import Spec, candidate_specs
 
 ROUTES = ("code", "math", "chat")
 SHA, KEY = "ab" * 32, "k" * 16

@@ -7,10 +7,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from llmrouter.config import Config
-from llmrouter.deciders.base import Verdict
+from llmrouter.types import Verdict
 from llmrouter.errors import PolicyRejected
 from llmrouter.policy.engine import RoutingPolicy
-from llmrouter.policy.guardrails import RateWindow, SpendLedger
+from llmrouter.policy.limits import RateWindow, SpendLedger
 from llmrouter.router import Router
 from llmrouter.types import Request
 
@@ -143,7 +143,7 @@ def test_spend_cap_per_key_stays_cheap_and_never_logs_the_key():
     secret = "sk-live-abcdefghijklmnop"
     r, _, _ = router_for("tiers", {"standard": 0.1, "premium": 0.9})
     assert r.decide(req(key=secret, tier="paid")).route == "premium"
-    cost = r.policy.settle(req(key=secret, tier="paid"), "frontier", 100_000, 50_000)  # 0.2 + 0.4 USD
+    cost = r.policy.settle(req(key=secret, tier="paid"), r.config.targets["frontier"], 100_000, 50_000)  # 0.2 + 0.4 USD
     assert cost == pytest.approx(0.6)
     with capture_logs() as logs:
         d = r.decide(req(key=secret, tier="paid"))
@@ -156,7 +156,7 @@ def test_spend_cap_per_key_stays_cheap_and_never_logs_the_key():
 def test_spend_cap_per_tier_can_reject():
     r, _, clock = router_for("tiers", {"standard": 0.9, "premium": 0.1},
                              budgets={"per_tier": {"free": 0.001}, "on_cap": "reject", "window_s": 100})
-    r.policy.settle(req(tier="free", user="u1"), "mini", 10_000, 0)
+    r.policy.settle(req(tier="free", user="u1"), r.config.targets["mini"], 10_000, 0)
     with pytest.raises(PolicyRejected) as exc:
         r.decide(req(tier="free", user="u2"))
     assert exc.value.code == "spend_cap" and exc.value.status == 403

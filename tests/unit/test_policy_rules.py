@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from llmrouter.config import Config
 from llmrouter.errors import ConfigError
-from llmrouter.policy.engine import build_policy
-from llmrouter.policy.rules import Features, RuleSet, detect_language, http_metadata
+from llmrouter.policy import NoPolicy
+from llmrouter.policy.engine import RoutingPolicy, build_policy
+from llmrouter.policy.rules import Features, RuleSet, detect_language
+from llmrouter.server.wire import http_metadata
 from llmrouter.types import Request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -155,11 +157,11 @@ def test_examples_load_round_trip_and_build_a_policy(name, tmp_path):
     again.write_text(config.to_toml())
     back = Config.load(again)
     assert back.policy == config.policy and back.table == config.table
-    assert build_policy(config) is not None
+    assert isinstance(build_policy(config), RoutingPolicy)
 
 
 def test_a_table_without_policy_sections_builds_none_and_keeps_its_fingerprint(default_config):
-    assert build_policy(default_config) is None
+    assert isinstance(build_policy(default_config), NoPolicy)
     tiered = tomllib.loads(default_config.to_toml())
     for r in tiered["routes"]:
         r["tier"] = "small"

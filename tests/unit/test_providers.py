@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from llmrouter.config import Target
 from llmrouter.errors import ProviderError, ProviderTimeout
-from llmrouter.providers import ContextTooLong
+from llmrouter.errors import ContextTooLong
 from llmrouter.providers.anthropic import AnthropicProvider, from_anthropic, to_anthropic
 from llmrouter.providers.base import error_from_status, iter_sse, map_errors, parse_retry_after
 from llmrouter.providers.local import LocalProvider

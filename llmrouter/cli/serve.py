@@ -1,0 +1,42 @@
+"""`llmrouter serve`: the OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from llmrouter.cli.app import ConfigOpt, app
+
+
+@app.command()
+def serve(
+    config: Path | None = ConfigOpt,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    deadline: float | None = typer.Option(None, min=0.1,
+                                          help="Seconds each request may take, retries and fallbacks included. "
+                                          "Default: the table's [fallback] deadline_s (60)."),
+    max_retries: int | None = typer.Option(None, min=0, help="Retries per target for retryable failures. "
+                                           "Default: the table's [fallback] max_retries (2)."),
+    decide_wait: float | None = typer.Option(None, min=0, help="Longest wait for the busy router model before a "
+                                             "request takes the default route (0: always wait). Default: the "
+                                             "table's [fallback] decide_wait_s, else 5."),
+    max_body_mb: float = typer.Option(4.0, min=0.01, help="Largest request body accepted, in MiB."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Serve an OpenAI-compatible API (base_url http://HOST:PORT/v1) that routes every request."""
+    import uvicorn
+
+    from llmrouter.router import Router
+    from llmrouter.server import create_app
+
+    router = Router.from_config(config)
+    fb = router.config.fallback
+    if decide_wait is None:
+        decide_wait = fb.decide_wait_s if fb.decide_wait_s is not None else 5.0
+    policy = fb.with_overrides(deadline_s=deadline, max_retries=max_retries)
+    policy = policy.model_copy(update={"decide_wait_s": decide_wait or None})
+    web = create_app(router, policy=policy, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    typer.secho(f"llmrouter: OpenAI-compatible API on http://{host}:{port}/v1 (model='router')", err=True)
+    uvicorn.run(web, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

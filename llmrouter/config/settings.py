@@ -1,0 +1,112 @@
+"""`[router]` (how the router model runs and decides) and `[fallback]` (how hard a request is tried)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from llmrouter.config.base import Strict
+from llmrouter.errors import ConfigError
+from llmrouter.paths import PACKAGE_DIR, user_dir
+from llmrouter.registry import DECIDERS
+
+DEFAULT_CONFIG = PACKAGE_DIR / "default_routes.toml"
+
+
+class RemoteDeciderSettings(Strict):
+    """Decide on a serving engine instead of in-process (llama.cpp server, vLLM, Ollama...)."""
+
+    base_url: str = Field(min_length=1, description="an OpenAI-compatible /v1 URL")
+    model: str = Field(min_length=1)
+    api_key_env: str = ""
+    timeout_s: float = Field(5.0, gt=0)
+    logprobs: bool = True  # ask for top logprobs at the route token: the decision's confidence
+
+
+class RouterSettings(Strict):
+    """How the local router model runs."""
+
+    model: str = "smollm2-135m"
+    prompt: str = "router-v1"
+    decider: str = ""  # a kind in llmrouter.registry.DECIDERS; unset: "remote" with [router.remote], else "llama"
+    # scored: the model's route probabilities; generate: Outlines JSON; fitted: a head over the
+    # model's hidden states (`head`, made by `llmrouter tune`); combined: the head, or the model's
+    # calibrated scores where the head is unsure
+    mode: Literal["scored", "generate", "fitted", "combined"] = "scored"
+    head: str = ""  # a fitted head (.npz) made by `llmrouter tune`, relative to the route table
+    threads: int = Field(1, ge=1, le=256)
+    threads_batch: int | None = Field(None, ge=1, le=256)
+    context_size: int = Field(2048, ge=256, le=131072)
+    batch_size: int = Field(512, ge=8, le=8192)
+    gpu_layers: int = Field(0, ge=-1)
+    max_request_tokens: int = Field(256, ge=16, le=32768)
+    examples_per_route: int = Field(2, ge=0, le=50)
+    cache: bool = True
+    cache_dir: str = ""
+    cache_size_mb: int = Field(256, ge=1)
+    remote: RemoteDeciderSettings | None = None  # [router.remote]: decide on a serving engine
+
+    @field_validator("decider")
+    @classmethod
+    def _known_decider(cls, v: str) -> str:
+        if v and v not in DECIDERS:
+            raise ValueError(f"unknown decider {v!r} (known: {', '.join(sorted(DECIDERS))})")
+        return v
+
+    @property
+    def decider_kind(self) -> str:
+        """The decider this table uses."""
+        return self.decider or ("remote" if self.remote is not None else "llama")
+
+    def decider_settings(self) -> dict[str, Any]:
+        """The settings that change a decision (part of every cache key)."""
+        return {
+            "mode": self.mode,
+            "max_request_tokens": self.max_request_tokens,
+            "examples_per_route": self.examples_per_route,
+            "head": self.head,
+        }
+
+    def head_path(self, config_path: str = "") -> Path | None:
+        """The fitted head's file: relative to the route table's folder (or the package's)."""
+        if not self.head:
+            return None
+        p = Path(os.path.expanduser(self.head))
+        if p.is_absolute():
+            return p
+        base = Path(config_path).parent if config_path else DEFAULT_CONFIG.parent
+        if not (base / p).is_file() and (DEFAULT_CONFIG.parent / p).is_file():
+            return DEFAULT_CONFIG.parent / p  # a copy of the packaged table keeps the packaged head
+        return base / p
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(os.path.expanduser(self.cache_dir)) if self.cache_dir else user_dir("decisions")
+
+
+class FallbackPolicy(Strict):
+    """`[fallback]`: how hard llmrouter tries before it gives up on a request."""
+
+    deadline_s: float = Field(60.0, gt=0)  # the whole request: retries and fallbacks included
+    max_retries: int = Field(2, ge=0)  # per target, per request; a target's own `max_retries` wins
+    backoff_base_s: float = Field(0.2, ge=0)
+    backoff_cap_s: float = Field(2.0, ge=0)
+    retry_after_cap_s: float = Field(10.0, ge=0)  # a longer Retry-After moves on to the next target
+    stream_idle_timeout_s: float = Field(30.0, gt=0)
+    breaker_failures: int = Field(5, ge=1)  # failures in a row that open a target's breaker
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    # Deciding is one request at a time; under a burst, waiting longer than this for the router
+    # model sends the request to the default route instead (None: always wait for the model;
+    # `llmrouter serve` then uses 5 s).
+    decide_wait_s: float | None = Field(None, ge=0)
+
+    def with_overrides(self, **overrides: Any) -> FallbackPolicy:
+        """A copy with the `overrides` that are not None (validated)."""
+        values = {**self.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            return FallbackPolicy(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid fallback setting: {exc.errors()[0]['msg']}") from None

@@ -1,0 +1,42 @@
+"""Targets: the models llmrouter can send a request to, what they cost and how hard to try them."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from llmrouter.config.base import Strict
+from llmrouter.registry import PROVIDERS
+
+
+class Target(Strict):
+    """A model llmrouter can send a request to."""
+
+    name: str = ""
+    provider: str = "openai"  # a kind in llmrouter.registry.PROVIDERS
+    model: str
+    base_url: str = ""
+    api_key_env: str = ""
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int | None = Field(None, ge=0)  # retries on this target; unset: [fallback] max_retries
+    context_window: int = Field(8192, ge=256)
+    vision: bool = False
+    input_price: float = Field(0.0, ge=0, description="USD per million input tokens")
+    output_price: float = Field(0.0, ge=0, description="USD per million output tokens")
+    latency_ms: float = Field(0.0, ge=0, description="typical time to answer, for break-even math")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, v: str) -> str:
+        if v not in PROVIDERS:
+            raise ValueError(f"unknown provider {v!r} (known: {', '.join(sorted(PROVIDERS))})")
+        return v
+
+    @model_validator(mode="after")
+    def _url_for_remote(self) -> Target:
+        if PROVIDERS[self.provider].remote and not self.base_url:
+            raise ValueError(f"target {self.name!r}: provider {self.provider!r} needs base_url")
+        return self
+
+    def cost_usd(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """What an answer costs on this target, from its prices (USD per million tokens)."""
+        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1e6

@@ -1,0 +1,234 @@
+"""An OpenAI-compatible server: point any OpenAI client at it and every request is routed.
+
+    POST /v1/chat/completions   model="router" (or "router:<table>") routes; a target's name
+                                or model id calls that target directly; stream or not
+    GET  /v1/models             the router, its tables and every concrete target
+    GET  /healthz               liveness, and each target's circuit state
+    GET  /metrics               Prometheus text (per route, target and surface too: metrics.py)
+    POST /v1/feedback           {"id": "<chat completion id>", "score": 0..1}: rate an answer
+
+Routing metadata travels in `x-llmrouter-*` response headers (route, source, confidence, target,
+attempts, fallbacks); a request may shorten its deadline with `x-llmrouter-deadline: SECONDS`.
+Bad input gets an OpenAI-style error (`{"error": {"message", "type", "code"}}`) with a 4xx, never
+a 500 (wire.py). The handlers are module functions; everything they share is the AppState on
+`app.state.llmrouter`: no module globals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from llmrouter.completion import ROUTER_MODEL, CompletionStream
+from llmrouter.config import FallbackPolicy
+from llmrouter.errors import ProviderError, RequestError, UnknownModel
+from llmrouter.fallback import CircuitBreaker, safe_log
+from llmrouter.router import Router
+from llmrouter.server import wire
+from llmrouter.server.metrics import ServerMetrics
+from llmrouter.server.wire import HTTPError
+from llmrouter.types import Request
+
+log = structlog.get_logger("llmrouter")
+
+
+@dataclass
+class AppState:
+    """Everything the handlers share: the routers by table name, the metrics, the body limit."""
+
+    routers: dict[str, Router]
+    default: Router
+    metrics: ServerMetrics
+    max_body_bytes: int = wire.MAX_BODY_BYTES
+
+    def pick(self, model: str) -> Router:
+        """The router a request's `model` names: router:<table>, else the default table's."""
+        if model.startswith(ROUTER_MODEL + ":"):
+            name = model.split(":", 1)[1]
+            if name not in self.routers:
+                raise UnknownModel(f"unknown route table {name!r}; served: {', '.join(sorted(self.routers))}")
+            return self.routers[name]
+        return self.default
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        return {n: b for r in self.routers.values() for n, b in r.chain.breakers.items()}
+
+
+def table_name(router: Router) -> str:
+    """The name `router:<name>` selects: the config file's stem, or "default"."""
+    path = router.config.path
+    return Path(path).stem if path else "default"
+
+
+def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, policy: FallbackPolicy | None = None,
+               max_body_bytes: int = wire.MAX_BODY_BYTES) -> Starlette:
+    """The server for `router` (and more route tables in `tables`, reachable as router:<name>);
+    `policy` replaces the tables' own [fallback] settings."""
+    routers = {table_name(router): router, **(tables or {})}
+    metrics = ServerMetrics({s for r in routers.values() for s in r.config.policy.surfaces})
+    for r in routers.values():
+        if policy is not None:
+            r.use_fallback(policy)
+        r.chain.listeners.append(metrics.attempt)
+        alerter = getattr(r.policy, "alerter", None)
+        if alerter is not None:
+            alerter.listeners.append(metrics.alert)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+            Route("/v1/feedback", feedback, methods=["POST"]),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes)
+    return app
+
+
+def state_of(request: HTTPRequest) -> AppState:
+    state: AppState = request.app.state.llmrouter
+    return state
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    for r in app.state.llmrouter.routers.values():  # the server's event loop ends: close its connections
+        await r.chain.aclose()
+
+
+async def chat(request: HTTPRequest) -> Response:
+    state = state_of(request)
+    metrics = state.metrics
+    t0 = time.perf_counter()
+    metrics.in_flight += 1
+    route, status, req = "", 200, None
+    try:
+        body = await wire.read_body(request, state.max_body_bytes)
+        try:
+            req = Request.of({"messages": body.messages,
+                              "metadata": wire.http_metadata(request.headers, body.metadata, body.tools)})
+        except RequestError as exc:
+            raise HTTPError(400, exc.message, code="invalid_request") from None
+        deadline = wire.deadline(request, state.default.chain.policy.deadline_s)
+        router = state.pick(body.model)
+        if body.stream:
+            stream = await router.open_stream(req, model=body.model, deadline_s=deadline, **body.params())
+            route = stream.route
+            metrics.decision(stream.decision, req)
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            return StreamingResponse(
+                _streamed(metrics, stream, req, include_usage, t0), media_type="text/event-stream",
+                headers={**wire.meta_headers(stream.decision, stream.target, stream.attempts),
+                         "cache-control": "no-cache"})
+        done = await router.acomplete(req, model=body.model, deadline_s=deadline, **body.params())
+        route = done.route or ""
+        metrics.request(route, done.target, "ok")
+        response_id = wire.new_id()
+        metrics.decision(done.decision, req)
+        metrics.answer(done, req, response_id)
+        return JSONResponse(wire.completion_json(done, response_id),
+                            headers=wire.meta_headers(done.decision, done.target, done.attempts))
+    except Exception as exc:
+        err = wire.http_error(exc)
+        status = err.status
+        if err.status >= 500 and not isinstance(exc, ProviderError):
+            safe_log("exception", "server_error", error=str(exc))
+        metrics.request(route, "", f"http_{err.status}")
+        metrics.error(route, req, err.status)
+        return err.response()
+    finally:
+        metrics.in_flight -= 1
+        # for a stream, the time to its first token; else to the whole answer
+        metrics.response_started(time.perf_counter() - t0, status)
+
+
+async def _streamed(metrics: ServerMetrics, stream: CompletionStream, req: Request, include_usage: bool,
+                    t0: float) -> AsyncIterator[bytes]:
+    response_id = wire.new_id()
+
+    def ended(outcome: str) -> None:
+        metrics.request(stream.route, stream.target, outcome)
+        if stream.completion is not None:
+            metrics.answer(stream.completion, req, response_id)
+        metrics.stream_ended(time.perf_counter() - t0)
+
+    async for part in wire.sse(stream, response_id, include_usage, ended):
+        yield part
+
+
+async def models(request: HTTPRequest) -> JSONResponse:
+    routers = state_of(request).routers
+    now = int(time.time())
+    data: list[dict[str, Any]] = [{"id": ROUTER_MODEL, "object": "model", "created": now, "owned_by": "llmrouter"}]
+    data += [{"id": f"{ROUTER_MODEL}:{n}", "object": "model", "created": now, "owned_by": "llmrouter"}
+             for n in routers]
+    seen = set()
+    for r in routers.values():
+        for name, t in r.config.targets.items():
+            if name not in seen:
+                seen.add(name)
+                data.append({"id": name, "object": "model", "created": now, "owned_by": t.provider,
+                             "model": t.model, "vision": t.vision, "context_window": t.context_window})
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def healthz(request: HTTPRequest) -> JSONResponse:
+    state = state_of(request)
+    targets = {n: b.state for n, b in state.breakers().items()}
+    return JSONResponse({"status": "ok", "tables": sorted(state.routers), "targets": targets})
+
+
+async def prometheus(request: HTTPRequest) -> PlainTextResponse:
+    state = state_of(request)
+    return PlainTextResponse(state.metrics.render(state.breakers()), media_type="text/plain; version=0.0.4")
+
+
+async def feedback(request: HTTPRequest) -> JSONResponse:
+    """POST /v1/feedback {"id": "<chat completion id>", "score": 0..1 (or true/false)}."""
+    raw = await request.body()
+    if len(raw) > 64 * 1024:
+        return HTTPError(413, "feedback body is larger than 64 KiB", code="body_too_large").response()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return HTTPError(400, "feedback body is not valid JSON", code="invalid_json").response()
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        return HTTPError(400, "feedback needs {\"id\": \"<response id>\", \"score\": 0..1}",
+                         code="invalid_request").response()
+    score = data.get("score")
+    if isinstance(score, bool):
+        score = 1.0 if score else 0.0
+    if not isinstance(score, (int, float)) or not 0 <= score <= 1:
+        return HTTPError(400, "score must be a number from 0 (bad) to 1 (good), or true/false",
+                         code="invalid_request").response()
+    hit = state_of(request).metrics.feedback(data["id"], float(score))
+    if hit is None:
+        return HTTPError(404, f"no answer with id {data['id'][:80]!r} (unknown, or too old)",
+                         code="unknown_response").response()
+    route, target, surface = hit
+    log.info("feedback", id=data["id"][:80], score=float(score), route=route, target=target, surface=surface)
+    return JSONResponse({"ok": True, "route": route, "target": target}, status_code=202)
+
+
+async def not_found(request: HTTPRequest, exc: Exception) -> JSONResponse:
+    return HTTPError(404, f"no such endpoint: {request.method} {request.url.path}", code="not_found").response()
+
+
+async def not_allowed(request: HTTPRequest, exc: Exception) -> JSONResponse:
+    message = f"{request.method} is not allowed on {request.url.path}"
+    return HTTPError(405, message, code="method_not_allowed").response()
