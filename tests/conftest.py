@@ -1,13 +1,52 @@
-"""Shared fixtures: the real default router model (loaded once), temp caches, route tables."""
+"""Shared fixtures: a temporary llmrouter home for every test, the real default router model
+(loaded once), route tables.
+
+Every test gets its own empty LLMROUTER_HOME (decision cache, KV prefixes, indexes, hash memos,
+features: nothing is read from or written to the user's ~/.cache/llmrouter). Only the model
+file is shared, and only with tests marked `model`: an unmarked test that needs the model fails,
+so `pytest -m "not model"` runs where no model was ever pulled.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from llmrouter import log as logmod
 from llmrouter.config import Config
+from llmrouter.paths import user_dir
 
 logmod.configure(fmt="json", level="warning")
+MODEL_FILES = sorted(user_dir("models").glob("*.gguf"))  # the user's pulled models, found before any test runs
+
+
+def make_home(folder: Path, with_model: bool) -> Path:
+    """An llmrouter home in `folder`; with the pulled model files linked in when asked."""
+    models = folder / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for f in MODEL_FILES if with_model else ():
+        (models / f.name).symlink_to(f)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The home of session-wide fixtures (the shared model router)."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = make_home(tmp_path_factory.mktemp("session-home"), with_model=True)
+        mp.setenv("LLMROUTER_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def _test_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own home; the model only for tests marked `model`."""
+    home = make_home(tmp_path_factory.mktemp("home"), request.node.get_closest_marker("model") is not None)
+    monkeypatch.setenv("LLMROUTER_HOME", str(home))
+    return home
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def decisions_dir(tmp_path, monkeypatch):
-    # keep the user's decision cache out of the tests; models and KV stay shared
+    # a copy of the default table whose decision cache lives in this test's folder
     cfg = tmp_path / "routes.toml"
     from llmrouter.config import Config
 
@@ -20,6 +20,7 @@ def decisions_dir(tmp_path, monkeypatch):
     return cfg
 
 
+@pytest.mark.model
 def test_route_json_is_one_object(decisions_dir):
     r = runner.invoke(app, ["route", "--json", "-c", str(decisions_dir), "Write a Python function that reverses a list"])
     assert r.exit_code == 0, r.output
@@ -38,6 +39,7 @@ def Config_names():
     return Config.load().table.names
 
 
+@pytest.mark.model
 def test_route_pretty_and_explain(decisions_dir):
     r = runner.invoke(app, ["route", "--explain", "-c", str(decisions_dir), "Tell me a joke about cats"])
     assert r.exit_code == 0, r.output

@@ -78,15 +78,30 @@ def test_429_with_a_retry_after_above_the_cap_goes_to_the_fallback_at_once(emu):
 
 
 def test_a_hanging_target_cannot_outlive_the_total_deadline(emu):
-    router = router_for(emu, {"main": ["a", "b"]}, FallbackPolicy(deadline_s=1.0))
+    # each target would wait 30 s on its own: only the request's 1 s deadline can end this early
+    router = router_for(emu, {"main": ["a", "b"]}, FallbackPolicy(deadline_s=1.0), a={"timeout_s": 30},
+                        b={"timeout_s": 30})
     emu.set_default("a", Behavior(hang=True))
     emu.set_default("b", Behavior(hang=True))
     t0 = time.monotonic()
     with pytest.raises(ProviderTimeout) as info:
         ask(router)
     elapsed = time.monotonic() - t0
-    assert 0.9 <= elapsed <= 1.1, elapsed
+    assert elapsed >= 1.0, elapsed  # it waited the whole deadline...
+    assert elapsed < 15, elapsed  # ...and gave up long before a target's own 30 s timeout
     assert info.value.status == 504 and "deadline of 1.00s" in str(info.value)
+
+
+def test_a_targets_own_max_retries_wins_over_the_tables(emu):
+    router = router_for(emu, {"main": ["a", "b"]}, FallbackPolicy(max_retries=3, backoff_base_s=0.01,
+                                                                  backoff_cap_s=0.02), a={"max_retries": 0})
+    emu.set_default("a", Behavior(status=503))
+    done = ask(router)
+    assert done.target == "b" and len(emu.seen("a")) == 1  # a: no retry, though the table allows 3
+    other = router_for(emu, {"main": ["c", "b"]}, FallbackPolicy(max_retries=3, backoff_base_s=0.01,
+                                                                 backoff_cap_s=0.02))
+    emu.set_default("c", Behavior(status=503))
+    assert ask(other).target == "b" and len(emu.seen("c")) == 4  # c: the table's 3 retries
 
 
 def test_a_per_target_timeout_leaves_time_for_the_fallback(emu):
