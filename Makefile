@@ -1,12 +1,12 @@
 # llmrouter: `make run` sets up everything on a fresh machine and routes a sample request;
-# `make test` runs the whole test suite. Both are idempotent.
+# `make test` checks types and layering (`make check`), then runs the whole test suite. Both are idempotent.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 MODEL  ?= smollm2-135m
 STAMP  := $(VENV)/.installed
 
-.PHONY: install model run test bench clean
+.PHONY: install model run check test bench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,11 @@ model: install
 run: model
 	$(BIN)/llmrouter route "Write a Python function that reverses a list"
 
-test: model
+check: install
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: model check
 	$(BIN)/python -m pytest -q
 
 bench: model

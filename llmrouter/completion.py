@@ -25,7 +25,6 @@ from llmrouter.types import Attempt, Completion, Decision, Request, Usage
 
 log = structlog.get_logger("llmrouter")
 
-ROUTER_MODEL = "router"
 # OpenAI chat parameters a target receives. Everything else in a body is dropped, so nothing a
 # client sends can change where or how llmrouter connects (no base_url, headers or keys).
 FORWARDED = frozenset({

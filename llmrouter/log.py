@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -32,7 +33,7 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """A structlog processor: the last word before anything is rendered."""
     return {k: redact(v, k) for k, v in event.items()}
 

@@ -18,28 +18,31 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from llmrouter import log as logmod
 from llmrouter import models
 from llmrouter.cache import DecisionCache, cache_key
-from llmrouter.completion import ROUTER_MODEL, Answerer, CompletionStream, Plan, run_sync
 from llmrouter.config import Config, FallbackPolicy
 from llmrouter.deciders import Decider, build_decider
 from llmrouter.errors import DeciderError, UnknownModel
-from llmrouter.fallback import FallbackChain
 from llmrouter.policy import Policy, restrict
 from llmrouter.policy.engine import build_policy, decision_log_fields
 from llmrouter.prompts import RouterPrompt
-from llmrouter.providers import StreamChunk
 from llmrouter.types import Completion, Decision, Request, Timings, Verdict
 from llmrouter.validate import clean_scores, extract_route
+
+if TYPE_CHECKING:  # answering (httpx and the providers) loads on first use: `route` never pays for it
+    from llmrouter.completion import Answerer, CompletionStream, Plan
+    from llmrouter.fallback import FallbackChain
+    from llmrouter.providers import StreamChunk
 
 log = logmod.get_logger("llmrouter")
 
 _CACHED_FIELDS = ("route", "confidence", "scores", "reason", "truncated", "request_tokens", "decider")
+ROUTER_MODEL = "router"  # the `model` that asks for routing (also "router:<table>")
 
 
 class Router:
@@ -82,8 +85,27 @@ class Router:
 
     def use_fallback(self, policy: FallbackPolicy) -> None:
         """Call targets under `policy` from now on (a new chain: breakers start closed)."""
-        self.chain = FallbackChain(self.config.targets, policy)
-        self.answers = Answerer(self.config, self.chain, self.policy)
+        self.fallback = policy
+        self._chain: FallbackChain | None = None
+        self._answers: Answerer | None = None
+
+    @property
+    def chain(self) -> FallbackChain:
+        """The fallback chain over this table's targets (its breakers are shared by every request)."""
+        if self._chain is None:
+            from llmrouter.fallback import FallbackChain
+
+            self._chain = FallbackChain(self.config.targets, self.fallback)
+        return self._chain
+
+    @property
+    def answers(self) -> Answerer:
+        """What calls the targets of a decided request and tells the policy how it went."""
+        if self._answers is None:
+            from llmrouter.completion import Answerer
+
+            self._answers = Answerer(self.config, self.chain, self.policy)
+        return self._answers
 
     # --- deciding ------------------------------------------------------------------------
     def decide(self, request: Any, *, explain: bool = False, use_cache: bool = True) -> Decision:
@@ -201,7 +223,7 @@ class Router:
         When the fallback policy's `decide_wait_s` passes before the model is free, the request
         takes the default route (source "default", the reason says why) rather than queueing
         without bound."""
-        wait_s = self.chain.policy.decide_wait_s
+        wait_s = self.fallback.decide_wait_s
         loop = asyncio.get_running_loop()
         if loop not in self._gates:
             self._gates[loop] = asyncio.Semaphore(1)  # one thread waits on the model, not one per request
@@ -229,6 +251,8 @@ class Router:
     async def plan(self, request: Any, model: str | None = None) -> Plan:
         """What answering `request` means: its decision and targets; a `model` naming a target (or
         a target's model id) bypasses routing."""
+        from llmrouter.completion import Plan
+
         req = Request.of(request)
         if model is None or model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
             decision = await self.adecide(req)
@@ -246,6 +270,8 @@ class Router:
 
     def complete(self, request: Any, **kw: Any) -> Completion:
         """The blocking form of `acomplete`, for scripts and notebooks."""
+        from llmrouter.completion import run_sync
+
         async def main() -> Completion:
             try:
                 return await self.acomplete(request, **kw)

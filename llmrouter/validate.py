@@ -21,7 +21,8 @@ def route_output_type(table: RouteTable, *, with_reason: bool = False) -> type[B
     fields: dict[str, Any] = {"route": (table.route_enum, ...)}
     if with_reason:
         fields["reason"] = (str, ...)
-    return create_model("RouteDecision", __config__={"extra": "forbid"}, **fields)  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model("RouteDecision", __config__={"extra": "forbid"}, **fields)
+    return model
 
 
 def extract_route(raw: Any, table: RouteTable) -> tuple[str | None, str]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import typer
 
 from llmrouter.errors import LLMRouterError
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print a user-facing error (no traceback) and exit."""
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
@@ -20,7 +20,7 @@ def fail(message: str, code: int = 1) -> None:
 class _App(typer.Typer):
     """A Typer whose commands turn LLMRouterError into a clean message and exit code 1."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # type: ignore[override]
         register = super().command(*args, **kwargs)
 
         def wrap(func: Callable[..., Any]) -> Callable[..., Any]:

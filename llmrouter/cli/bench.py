@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llmrouter import log as logmod
 from llmrouter.cli.app import ConfigOpt, app, fail
@@ -47,6 +44,10 @@ def bench(
     server: bool = typer.Option(True, help="With target prices/latencies: routed vs direct through the server."),
 ) -> None:
     """Measure the router's latency tax on this machine: decision vs floor, paths, load, cold start."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     logmod.configure(level="warning")
     bench_run = bench_lib("latency")
 

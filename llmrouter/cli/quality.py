@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from llmrouter.quality import evaluate as ev
 from llmrouter.cli.app import app, fail
 from llmrouter.config import Config
 
@@ -38,6 +37,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int], Callable[[], None]] 
 
 
 def _summary(results: dict) -> Table:
+    from llmrouter.quality import evaluate as ev
+
     t = Table("variant", "accuracy", "macro-F1", "ECE", "p50 ms", "p95 ms", "USD / 1k", "n")
     for row in ev.summary_rows(results):
         t.add_row(*row)
@@ -57,16 +58,19 @@ def eval_(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Measure routing quality on labelled data: accuracy, F1, calibration, latency, cost."""
+    from llmrouter.quality import evaluate as ev
     from llmrouter.router import Router
 
     records = ev.load_records(data)
     if limit:
         records = records[:limit]
-    configs = [Config.load(c) for c in (config or [None])]
+    paths: list[Path | None] = list(config) if config else [None]
+    configs = [Config.load(c) for c in paths]
+    prompts: list[str | None] = list(prompt) if prompt else [None]
     variants = []
-    for path, cfg in zip(config or [None], configs):
+    for path, cfg in zip(paths, configs):
         base = path.stem if path else "default"
-        for p in prompt or [None]:
+        for p in prompts:
             variants.append((f"{base}:{p}" if p else base, cfg.with_router(prompt=p) if p else cfg))
     names = configs[0].table.names
     if holdout:
@@ -105,6 +109,7 @@ def tune(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Tune a route table on labelled data and write the tuned table and its fitted head."""
+    from llmrouter.quality import evaluate as ev
     from llmrouter.quality import tune as tn
 
     cfg = Config.load(config)

@@ -40,7 +40,7 @@ class Config(Strict):
                         f"route {route.name!r} names target {t!r}, which is not defined "
                         f"under [targets] (known: {known})"
                     )
-        problems = check_policy(self)
+        problems = check_policy(self.policy, self.table)
         if problems:
             raise ValueError("\n  - ".join(problems))
         return self

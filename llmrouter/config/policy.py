@@ -16,14 +16,12 @@ need the whole table (a rule naming a route that does not exist...) live in `che
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from llmrouter.config.base import Strict
-
-if TYPE_CHECKING:  # config/file.py imports this module: no import back at run time
-    from llmrouter.config.file import Config
+from llmrouter.config.routes import RouteTable
 
 OnCap = Literal["stay", "queue", "reject"]
 
@@ -206,20 +204,20 @@ class PolicySettings(Strict):
         return self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
 
 
-def tier_order(config: Config) -> tuple[str, ...]:
+def tier_order(policy: PolicySettings, table: RouteTable) -> tuple[str, ...]:
     """The tiers from cheapest to costliest: [tiers] order, else in the order routes name them."""
-    if config.policy.tiers.order:
-        return config.policy.tiers.order
+    if policy.tiers.order:
+        return policy.tiers.order
     seen: list[str] = []
-    for r in config.table.routes:
+    for r in table.routes:
         if r.tier and r.tier not in seen:
             seen.append(r.tier)
     return tuple(seen)
 
 
-def check_policy(config: Config) -> list[str]:
+def check_policy(p: PolicySettings, table: RouteTable) -> list[str]:
     """Everything in the policy sections that does not fit the route table, one line each."""
-    p, names = config.policy, set(config.table.names)
+    names = set(table.names)
     problems: list[str] = []
 
     def routes_ok(where: str, routes: tuple[str, ...] | None) -> None:
@@ -240,8 +238,8 @@ def check_policy(config: Config) -> list[str]:
         routes_ok(where, rule.when.pin)
         if rule.then.use_pin and not rule.when.pin:
             problems.append(f"{where}: use_pin needs when.pin, the routes a pin may name")
-    order = tier_order(config)
-    tiered = [r for r in config.table.routes if r.tier]
+    order = tier_order(p, table)
+    tiered = [r for r in table.routes if r.tier]
     if p.tiers.order:
         for r in tiered:
             if r.tier not in order:
@@ -252,15 +250,15 @@ def check_policy(config: Config) -> list[str]:
         needs_tiers.append("escalation")
     if p.escalation.max_rate is not None or p.escalation.per_surface:
         needs_tiers.append("escalation.max_rate")
-    if needs_tiers and len(tiered) != len(config.table.routes):
-        untiered = [r.name for r in config.table.routes if not r.tier]
+    if needs_tiers and len(tiered) != len(table.routes):
+        untiered = [r.name for r in table.routes if not r.tier]
         problems.append(f"{', '.join(needs_tiers)} need every route to have a tier "
                         f"(no tier: {', '.join(untiered)})")
     for n, s in p.surfaces.items():
         if s.floor and s.floor not in order and s.floor not in names:
             problems.append(f"surfaces.{n}.floor {s.floor!r} is neither a tier ({', '.join(order) or 'none'}) "
                             "nor a route")
-    for r in config.table.routes:
+    for r in table.routes:
         if r.escalate_to:
             routes_ok(f"route {r.name!r} escalate_to", (r.escalate_to,))
             if r.escalate_to == r.name:

@@ -18,6 +18,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,10 +216,10 @@ class LlamaDecider:
             raise DeciderError("llama.cpp returned no logits")
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
-    def _logits_after(self, path: list[int]) -> np.ndarray:
+    def _logits_after(self, path: Sequence[int]) -> np.ndarray:
         if path:
             base = self.llm.n_tokens
-            self.llm.eval(path)
+            self.llm.eval(list(path))
             row = self._logits().copy()
             self.llm.n_tokens = base  # roll back: the next eval drops the extra KV cells
             return row

@@ -60,14 +60,21 @@ def stack(observations: Sequence[Observation], routes: Sequence[str]) -> dict[st
         return out
     first = observations[0]
     if first.mean is not None:
-        out["mean"] = np.stack([o.mean for o in observations]).astype(np.float64)
-        out["last"] = np.stack([o.last for o in observations]).astype(np.float64)
+        out["mean"] = _rows([o.mean for o in observations])
+        out["last"] = _rows([o.last for o in observations])
     for layer in sorted(first.layers or {}):
-        out[f"mean@{layer}"] = np.stack([o.layers[layer][0] for o in observations if o.layers]).astype(np.float64)
-        out[f"last@{layer}"] = np.stack([o.layers[layer][1] for o in observations if o.layers]).astype(np.float64)
+        out[f"mean@{layer}"] = _rows([o.layers[layer][0] if o.layers else None for o in observations])
+        out[f"last@{layer}"] = _rows([o.layers[layer][1] if o.layers else None for o in observations])
     if first.text is not None:
         out[TEXT] = np.array([o.text for o in observations], dtype=str)
     return out
+
+
+def _rows(vectors: Sequence[np.ndarray | None]) -> np.ndarray:
+    """One row per observation; every observation of a batch must carry the block."""
+    if any(v is None for v in vectors):
+        raise ValueError("some observations lack hidden states the others have")
+    return np.stack([v for v in vectors if v is not None]).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,7 @@ class FittedHead:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **kwds for allow_pickle
         os.replace(tmp, p)
         return p
 

@@ -8,7 +8,8 @@ after the answer (a target's own "not sure", spend, a failed route).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from llmrouter.config import Target
 from llmrouter.types import Decision, Request
@@ -45,6 +46,10 @@ class Policy(Protocol):
         """Every target of the route failed."""
         ...
 
+    def on_alert(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener` with every alert event (caps hit, spikes) from now on."""
+        ...
+
 
 class NoPolicy:
     """The policy of a table without policy sections: every hook passes the request through."""
@@ -63,6 +68,9 @@ class NoPolicy:
 
     def failed(self, request: Request) -> None:
         return None
+
+    def on_alert(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        return None  # no caps, no spikes: nothing to alert on
 
 
 def restrict(decision: Decision, allowed: tuple[str, ...], default: str) -> Decision:

@@ -69,7 +69,7 @@ class RoutingPolicy:
                 allowed, notes = above, notes + (f"floor:{surface_name}",)
         over = self._over_budget(request)
         capped = over is not None
-        if capped:
+        if over is not None:
             allowed, notes = self._on_spend_cap(over, request, allowed, floor), notes + ("cap:spend",)
         self._remember(request, allowed, notes)
         if out.route is not None and not (capped and out.route not in (allowed or ())):
@@ -131,7 +131,7 @@ class RoutingPolicy:
             allowed, notes = self._pending.pop(id(request), (None, ()))
         steps = list(decision.policy or notes)
         surface_name, surface = self.ladder.surface(request)
-        route, original, reasons = decision.route, decision.route, []
+        route, original, reasons = decision.route, decision.route, list[str]()
         if not self.ladder.tiered:
             return self._finish(request, decision, route, steps, reasons, up=False)
         ladder = self.ladder
@@ -248,6 +248,9 @@ class RoutingPolicy:
         if tier:
             self.ledger.add("tier:" + tier, cost)
         return cost
+
+    def on_alert(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        self.alerter.listeners.append(listener)
 
     def failed(self, request: Request) -> None:
         """Every target of the route failed: the session may move on its next turn."""

@@ -24,7 +24,7 @@ class Ladder:
     """Route ranks, escalation steps and surface floors for one route table."""
 
     def __init__(self, config: Config) -> None:
-        self.order = tier_order(config)
+        self.order = tier_order(config.policy, config.table)
         self.names = config.table.names
         self.rank = {r.name: (self.order.index(r.tier) if r.tier in self.order else 0) for r in config.table.routes}
         self.base = min(self.rank.values(), default=0)

@@ -69,7 +69,7 @@ class AnthropicProvider:
             with map_errors(self.target):
                 async for event, data in iter_sse(response):
                     msg = parse_json(data, self.target)
-                    kind = event or (msg.get("type") if isinstance(msg, dict) else "")
+                    kind = event or (str(msg.get("type") or "") if isinstance(msg, dict) else "")
                     if not isinstance(msg, dict):
                         raise ProviderError(f"{self.target.name}: malformed stream event", target=self.target.name)
                     if kind == "message_stop":
@@ -115,8 +115,8 @@ def _stream_event(kind: str, msg: dict[str, Any], tool_index: dict[int, int],
     if kind == "message_delta":
         u = msg.get("usage") or {}
         usage["completion_tokens"] = int(u.get("output_tokens") or 0)
-        reason = (msg.get("delta") or {}).get("stop_reason")
-        return StreamChunk(finish_reason=STOP_REASONS.get(reason, reason or "stop"), usage=dict(usage))
+        reason = str((msg.get("delta") or {}).get("stop_reason") or "stop")
+        return StreamChunk(finish_reason=STOP_REASONS.get(reason, reason), usage=dict(usage))
     return None  # ping, content_block_stop, and event types added later
 
 
@@ -158,8 +158,9 @@ def to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    functions = [t.get("function") for t in body.get("tools") or () if isinstance(t, dict)]
-    functions = [f for f in functions if isinstance(f, dict) and f.get("name")]
+    functions: list[dict[str, Any]] = [t["function"] for t in body.get("tools") or ()
+                                       if isinstance(t, dict) and isinstance(t.get("function"), dict)
+                                       and t["function"].get("name")]
     if functions:
         out["tools"] = [
             {"name": f["name"], "description": f.get("description", ""),
@@ -185,7 +186,7 @@ def from_anthropic(data: dict[str, Any], model: str) -> ProviderResponse:
     reason = data.get("stop_reason")
     return ProviderResponse(
         text="".join(text),
-        finish_reason=STOP_REASONS.get(reason, reason),
+        finish_reason=STOP_REASONS.get(reason, reason) if isinstance(reason, str) else None,
         tool_calls=tuple(calls),
         usage={"prompt_tokens": int(u.get("input_tokens") or 0), "completion_tokens": int(u.get("output_tokens") or 0)},
         model=str(data.get("model") or model),

@@ -180,7 +180,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 async def iter_sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of a server-sent-events body; `event` is "" when the server sent none."""
-    event, data = "", []
+    event, data = "", list[str]()
     async for line in response.aiter_lines():
         if not line:
             if data:

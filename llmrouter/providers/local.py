@@ -39,7 +39,10 @@ class LocalProvider:
         self._lock = threading.Lock()
 
     async def complete(self, body: dict[str, Any]) -> ProviderResponse:
-        text, calls, finish, usage = [], [], None, {}
+        text: list[str] = []
+        calls: list[dict[str, Any]] = []
+        finish: str | None = None
+        usage: dict[str, int] = {}
         async for chunk in self.stream(body):
             text.append(chunk.delta.get("content") or "")
             calls.extend(chunk.delta.get("tool_calls") or ())

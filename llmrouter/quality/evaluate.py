@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from llmrouter.config import Config
 from llmrouter.errors import ConfigError, RequestError, need
+from llmrouter.router import Router
 from llmrouter.types import Request
 
 OUTPUT_TOKENS = 256  # assumed answer length for cost estimates (answers are not generated in eval)
@@ -145,23 +147,23 @@ def route_cost(config: Config, route: str, input_tokens: float, output_tokens: f
 
 
 def metrics(
-    y: Sequence[int], pred: Sequence[int], conf: Sequence[float], routes: Sequence[str], *,
+    y: ArrayLike, pred: ArrayLike, conf: ArrayLike, routes: Sequence[str], *,
     latency_ms: Sequence[float] = (), cost_usd: Sequence[float] = (), deciders: Sequence[str] = (),
     bins: int = 10,
 ) -> dict[str, Any]:
     """Accuracy, macro-F1, per-route P/R/F1, confusion, ECE + reliability, latency, cost per 1k."""
-    y, pred, conf = np.asarray(y), np.asarray(pred), np.asarray(conf, dtype=float)
-    cm = confusion(y, pred, len(routes))
-    correct = y == pred
+    truth, guess, confidence = np.asarray(y), np.asarray(pred), np.asarray(conf, dtype=float)
+    cm = confusion(truth, guess, len(routes))
+    correct = np.asarray(truth == guess)
     out: dict[str, Any] = {
-        "n": int(len(y)),
-        "accuracy": float(correct.mean()) if len(y) else 0.0,
+        "n": int(len(truth)),
+        "accuracy": float(correct.mean()) if len(truth) else 0.0,
         "macro_f1": macro_f1(cm),
-        "ece": ece(conf, correct, bins),
+        "ece": ece(confidence, correct, bins),
         "per_route": per_route(cm, routes),
         "confusion": cm.tolist(),
         "routes": list(routes),
-        "reliability": reliability(conf, correct, bins),
+        "reliability": reliability(confidence, correct, bins),
     }
     if len(latency_ms):
         out["latency_ms"] = {"p50": percentile(latency_ms, 50), "p95": percentile(latency_ms, 95),
@@ -175,13 +177,13 @@ def metrics(
 
 
 # --- splits ---------------------------------------------------------------------------------
-def stratified_folds(labels: Sequence[Any], k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_folds(labels: ArrayLike, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, test) index pairs; each label spread evenly over the folds."""
     rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    fold = np.empty(len(labels), dtype=int)
-    for lab in np.unique(labels):
-        idx = np.flatnonzero(labels == lab)
+    lab_arr = np.asarray(labels)
+    fold = np.empty(len(lab_arr), dtype=int)
+    for lab in np.unique(lab_arr):
+        idx = np.flatnonzero(lab_arr == lab)
         rng.shuffle(idx)
         start = int(rng.integers(k))  # small classes do not all land in fold 0
         fold[idx] = (np.arange(len(idx)) + start) % k
@@ -189,28 +191,28 @@ def stratified_folds(labels: Sequence[Any], k: int = 5, seed: int = 0) -> list[t
 
 
 def source_folds(
-    labels: Sequence[Any], sources: Sequence[str], k: int | None = None, seed: int = 0
+    labels: ArrayLike, sources: ArrayLike, k: int | None = None, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds that hold out whole sources; a test row is kept only if its label also occurs in
     the training sources (a label no other source covers cannot be learned from them)."""
-    labels, sources = np.asarray(labels), np.asarray(sources)
-    groups = sorted(set(sources.tolist()))
+    lab_arr, src_arr = np.asarray(labels), np.asarray(sources)
+    groups = sorted(set(src_arr.tolist()))
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(groups))
     k = len(groups) if k is None else min(k, len(groups))
     out = []
     for f in range(k):
         held = set(order[f::k])
-        test = np.isin(sources, list(held))
+        test = np.isin(src_arr, list(held))
         train = np.flatnonzero(~test)
-        covered = set(labels[train].tolist())
-        test_idx = np.flatnonzero(test & np.isin(labels, list(covered)))
+        covered = set(lab_arr[train].tolist())
+        test_idx = np.flatnonzero(test & np.isin(lab_arr, list(covered)))
         if len(train) and len(test_idx):
             out.append((train, test_idx))
     return out
 
 
-def holdout(labels: Sequence[Any], test_fraction: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def holdout(labels: ArrayLike, test_fraction: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A stratified (train, test) split."""
     k = max(2, int(round(1 / test_fraction)))
     return stratified_folds(labels, k, seed)[0]
@@ -269,7 +271,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def split_indices(labels: Sequence[Any], sources: Sequence[str], test_fraction: float = 0.25,
+def split_indices(labels: ArrayLike, sources: Sequence[str], test_fraction: float = 0.25,
                   seed: int = 0, by_source: bool | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """The (train, test) split `tune` fits on and reports on; `eval --holdout` scores the same
     test rows. By source (whole sources held out) when the records name 3+ sources."""
@@ -283,7 +285,7 @@ def split_indices(labels: Sequence[Any], sources: Sequence[str], test_fraction: 
     return train, test, False
 
 
-def evaluate_router(router: Any, records: Sequence[Record], progress: Any = None) -> dict[str, Any]:
+def evaluate_router(router: Router, records: Sequence[Record], progress: Any = None) -> dict[str, Any]:
     """Run `router` on every record (decision cache off) and measure it."""
     routes = router.table.names
     check_labels(records, routes)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from llmrouter.config import Config
-from llmrouter.errors import need
+from llmrouter.deciders.llama import LlamaDecider
+from llmrouter.errors import ConfigError, need
 from llmrouter.head import FittedHead, stack
 from llmrouter.head.calibration import fit_temperature, softmax
 from llmrouter.head.members import TEXT, layers_of
@@ -105,11 +106,11 @@ class Observed:
 
 
 # --- observing ------------------------------------------------------------------------------
-def observe(decider: Any, texts: Sequence[str], progress: Progress | None = None,
+def observe(decider: LlamaDecider, texts: Sequence[str], progress: Progress | None = None,
             cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Route scores, hidden states (final and intermediate layers) and texts for each request (one
     forward pass each; cached on disk)."""
-    layers = list(getattr(decider, "observe_layers", ()))
+    layers = list(decider.observe_layers)
     key = hashlib.sha256(json.dumps([decider.feature_key, layers, list(texts)]).encode()).hexdigest()[:24]
     path = (cache_dir or user_dir("features")) / f"{key}.npz"
     if path.is_file():
@@ -125,7 +126,7 @@ def observe(decider: Any, texts: Sequence[str], progress: Progress | None = None
     feats = stack(obs, decider.table.names)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, ms=np.asarray(ms), **feats)
+        np.savez(path, ms=np.asarray(ms), **feats)  # type: ignore[arg-type]  # numpy's stub: **kwds as allow_pickle
     except OSError:
         pass
     return feats, np.asarray(ms)
@@ -272,6 +273,9 @@ def tune(
         router = Router(cfg.with_router(cache=False, mode="scored", head=""))
         try:
             d = router.decider
+            if not isinstance(d, LlamaDecider):
+                raise ConfigError("tune fits a head over the in-process router model's states; this table "
+                                  f"decides with {d.name!r}", hint="tune a table without [router.remote]")
             feats, ms = observe(d, [r.text for r in records], progress, cache_dir)
             ex_feats, _ = observe(d, ex_texts, progress, cache_dir) if ex_texts else ({}, None)
             sha, fkey = d.model_id, d.feature_key

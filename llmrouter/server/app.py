@@ -30,7 +30,8 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llmrouter.completion import ROUTER_MODEL, CompletionStream
+from llmrouter.completion import CompletionStream
+from llmrouter.router import ROUTER_MODEL
 from llmrouter.config import FallbackPolicy
 from llmrouter.errors import ProviderError, RequestError, UnknownModel
 from llmrouter.fallback import CircuitBreaker, safe_log
@@ -81,9 +82,7 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
         if policy is not None:
             r.use_fallback(policy)
         r.chain.listeners.append(metrics.attempt)
-        alerter = getattr(r.policy, "alerter", None)
-        if alerter is not None:
-            alerter.listeners.append(metrics.alert)
+        r.policy.on_alert(metrics.alert)
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),

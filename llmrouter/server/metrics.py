@@ -28,7 +28,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
 from typing import Any
+
+from llmrouter.fallback import CircuitBreaker
+from llmrouter.types import Attempt, Completion, Decision, Request
 
 Labels = tuple[tuple[str, str], ...]
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -102,7 +106,7 @@ class ServerMetrics:
         self.in_flight = 0
         self._answers: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
 
-    def attempt(self, a: Any) -> None:
+    def attempt(self, a: Attempt) -> None:
         self.reg.inc("llmrouter_attempts_total", target=a.target, outcome=a.outcome)
 
     def request(self, route: str, target: str, outcome: str) -> None:
@@ -114,24 +118,24 @@ class ServerMetrics:
     def stream_ended(self, seconds: float) -> None:
         self.reg.observe("llmrouter_stream_seconds", seconds, RESPONSE_BUCKETS)
 
-    def surface(self, request: Any) -> str:
-        name = str((getattr(request, "metadata", None) or {}).get("surface") or "")
+    def surface(self, request: Request | None) -> str:
+        name = str((request.metadata if request is not None else {}).get("surface") or "")
         if not name:
             return "none"
         return name if name in self.surfaces else "other"
 
-    def decision(self, decision: Any, request: Any) -> None:
+    def decision(self, decision: Decision | None, request: Request) -> None:
         if decision is None:
             return
         surface = self.surface(request)
         self.reg.inc("llmrouter_route_requests_total", route=decision.route, surface=surface, source=decision.source)
         if decision.escalated_from:
-            self.reg.inc("llmrouter_route_escalations_total", route=decision.route, surface=surface,
-                         **{"from": decision.escalated_from})
+            labels = {"route": decision.route, "surface": surface, "from": decision.escalated_from}
+            self.reg.inc("llmrouter_route_escalations_total", 1.0, **labels)
         if decision.confidence is not None:
             self.reg.observe("llmrouter_route_confidence", decision.confidence, CONFIDENCE_BUCKETS, route=decision.route)
 
-    def answer(self, done: Any, request: Any, response_id: str) -> None:
+    def answer(self, done: Completion, request: Request, response_id: str) -> None:
         """Count one answer (non-streamed: with its decision; streamed: decision counted at start)."""
         route, target, surface = done.route or "-", done.target, self.surface(request)
         self.reg.inc("llmrouter_route_answers_total", route=route, target=target, surface=surface)
@@ -148,7 +152,7 @@ class ServerMetrics:
             while len(self._answers) > self.remember:
                 self._answers.popitem(last=False)
 
-    def error(self, route: str, request: Any, status: int) -> None:
+    def error(self, route: str, request: Request | None, status: int) -> None:
         self.reg.inc("llmrouter_route_errors_total", route=route or "-", surface=self.surface(request), status=str(status))
 
     def feedback(self, response_id: str, score: float) -> tuple[str, str, str] | None:
@@ -165,7 +169,7 @@ class ServerMetrics:
     def alert(self, event: dict[str, Any]) -> None:
         self.reg.inc("llmrouter_alerts_total", kind=str(event.get("kind")))
 
-    def render(self, breakers: dict[str, Any]) -> str:
+    def render(self, breakers: Mapping[str, CircuitBreaker]) -> str:
         """Prometheus text: the gauges, then every counter and histogram."""
         out = ["# TYPE llmrouter_in_flight gauge", f"llmrouter_in_flight {self.in_flight}",
                "# TYPE llmrouter_circuit_state gauge"]

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse
 
-from llmrouter.completion import ROUTER_MODEL, CompletionStream
+from llmrouter.completion import CompletionStream
+from llmrouter.router import ROUTER_MODEL
 from llmrouter.errors import ContextTooLong, LLMRouterError, PolicyRejected, ProviderError, ProviderTimeout, RequestError
 from llmrouter.fallback import safe_log, summarize_attempts
 from llmrouter.types import Attempt, Completion, Decision, _first_error

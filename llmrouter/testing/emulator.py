@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -376,7 +377,7 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return (head + "data: " + json.dumps(data) + "\n\n").encode()
 
 
-def _openai_events(name: str, body: dict[str, Any], text: str, b: Behavior):  # type: ignore[no-untyped-def]
+def _openai_events(name: str, body: dict[str, Any], text: str, b: Behavior) -> Iterator[tuple[bytes, bool]]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": str(body.get("model", name))}
 
@@ -413,7 +414,7 @@ def _anthropic_message(name: str, body: dict[str, Any], text: str, b: Behavior) 
             "usage": {"input_tokens": p, "output_tokens": c}}
 
 
-def _anthropic_events(name: str, body: dict[str, Any], text: str, b: Behavior):  # type: ignore[no-untyped-def]
+def _anthropic_events(name: str, body: dict[str, Any], text: str, b: Behavior) -> Iterator[tuple[bytes, bool]]:
     p, c = _usage(body, text)
     msg = {"id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "content": [],
            "model": str(body.get("model", name)), "usage": {"input_tokens": p, "output_tokens": 0}}
