@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from llmrouter_bench import breakeven
-from llmrouter_bench import latency as bench_run
+from llmrouter_bench import latency
 
 from llmrouter import log
 
@@ -34,16 +34,16 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     with Progress(transient=True) as bar:
         task = bar.add_task("benchmark", total=None)
-        results = bench_run.run(None, None, threads, data, limit=args.limit, repeats=args.repeats,
+        results = latency.run(None, None, threads, data, limit=args.limit, repeats=args.repeats,
                                 paths=not args.no_paths, progress=lambda: bar.advance(task))
     results["data"] = "shared/eval/task-routing-dev.jsonl (sample)" if data else "built-in samples"
     from llmrouter.config import Config
 
     # the server's tax and the break-even, with the default routes on priced (emulated) targets
     results["breakeven"] = breakeven.run(Config.load(HERE.parent / "examples" / "priced.toml"), n=30)
-    for p in bench_run.write(results, HERE / "results", "latency"):
+    for p in latency.write(results, HERE / "results", "latency"):
         print("wrote", p)
-    print(bench_run.markdown(results))
+    print(latency.markdown(results))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ The rules, in the order they apply to each request:
 - One total deadline covers every retry, backoff and fallback; each attempt also stops at the
   target's `timeout_s`. A stream's deadline covers reaching its first content token; after that
   an idle-stall timeout guards every chunk.
-- Only failures where the same target may answer if asked again are retried on it, with jittered
-  backoff, or after Retry-After when the target gives one (up to a cap, else the next target
-  gets the request): connect errors, broken connections, 408, 429 and 5xx. A timed-out attempt
+- Only failures where the same target may answer if asked again are retried on it, up to its own
+  `max_retries` (else [fallback]'s), with jittered backoff, or after Retry-After when the target
+  gives one (up to a cap, else the next target gets the request): connect errors, broken
+  connections, 408, 429 and 5xx. A timed-out attempt
   is not retried on the same target: it may still be running there (a second bill) and the
   deadline is better spent on the next target.
 - A deterministic 4xx (400, 422) ends the request with that error. A context-length error sends

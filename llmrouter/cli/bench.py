@@ -49,7 +49,7 @@ def bench(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     logmod.configure(level="warning")
-    bench_run = bench_lib("latency")
+    latency = bench_lib("latency")
 
     try:
         thread_list = [int(t) for t in threads.split(",") if t.strip()]
@@ -62,13 +62,13 @@ def bench(
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True) as bar:
         task = bar.add_task("timing decisions", total=per_run * n_models * len(thread_list))
-        results = bench_run.run(str(config) if config else None, list(model) if model else None,
+        results = latency.run(str(config) if config else None, list(model) if model else None,
                                 thread_list, str(data) if data else None, limit=limit, repeats=repeats,
                                 paths=paths, contention=contention, cold=cold,
                                 progress=lambda: bar.advance(task))
     if server:
         results["breakeven"] = bench_lib("breakeven").run_if_priced(str(config) if config else None, results)
-    written = bench_run.write(results, out, "latency")
-    Console().print(Markdown(bench_run.markdown(results)))
+    written = latency.write(results, out, "latency")
+    Console().print(Markdown(latency.markdown(results)))
     for p in written:
         con.print(f"wrote {p}")

@@ -5,7 +5,7 @@ then applies one temperature. Two kinds of member:
 
     Dense  over blocks of the router model's forward pass: `mean`, `last` (final layer; mean over
            the request's tokens, state of the prompt's last token), `mean@L` / `last@L` (the same
-           at layer L, read by deciders/taps.py) and `logp` (the model's own route log-probs)
+           at layer L, read by llamacpp/taps.py) and `logp` (the model's own route log-probs)
     Chars  over the request's character n-grams (2-4, within words; TF-IDF, sublinear tf, l2):
            picks up surface cues (code syntax, scripts, formats) the small model's states blur
 

@@ -123,7 +123,7 @@ async def chat(request: HTTPRequest) -> Response:
                               "metadata": wire.http_metadata(request.headers, body.metadata, body.tools)})
         except RequestError as exc:
             raise HTTPError(400, exc.message, code="invalid_request") from None
-        deadline = wire.deadline(request, state.default.chain.policy.deadline_s)
+        deadline = wire.deadline(request, state.default.fallback.deadline_s)
         router = state.pick(body.model)
         if body.stream:
             stream = await router.open_stream(req, model=body.model, deadline_s=deadline, **body.params())
