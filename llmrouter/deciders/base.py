@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from llmrouter.config import Config
 from llmrouter.prompts import RouterPrompt

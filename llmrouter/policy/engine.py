@@ -54,7 +54,7 @@ class RoutingPolicy:
         self._alerted: dict[str, float] = {}
         self._lock = threading.Lock()
         targets, table = config.targets, config.table
-        first = {r.name: (r.targets or table[table.default_route].targets)[:1] for r in table.routes}
+        first = {r.name: table.targets_of(r.name)[:1] for r in table.routes}
         self.price = {r: sum(targets[t].input_price + targets[t].output_price for t in ts) for r, ts in first.items()}
 
     # --- before the model ------------------------------------------------------------------

@@ -162,12 +162,7 @@ class RuleSet:
     def __init__(self, config: Config) -> None:
         self.names = config.table.names
         self.rules: tuple[Rule, ...] = config.policy.rules
-        table, targets = config.table, config.targets
-        default_targets = table[table.default_route].targets
-
-        def targets_of(route: str) -> tuple[str, ...]:
-            return table[route].targets or default_targets
-
+        targets_of, targets = config.table.targets_of, config.targets
         self.vision_routes = tuple(r for r in self.names if any(targets[t].vision for t in targets_of(r)))
         self.window = {r: max((targets[t].context_window for t in targets_of(r)), default=0) for r in self.names}
         self.has_targets = any(targets_of(r) for r in self.names)
