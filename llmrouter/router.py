@@ -1,34 +1,37 @@
 """Router: a request in, a validated Decision out, and, through its targets, the answer.
 
-    request -> policy.before (rules) -> decision cache -> decider -> validate -> policy.after -> Decision
+    request -> policy.before (rules) -> decision cache -> cheap stage -> decider pool -> validate
+            -> policy.after -> Decision
     Decision -> Plan -> Answerer -> FallbackChain -> providers -> Completion
 
-Deciding is synchronous (llama.cpp blocks); the async paths run it in a worker thread, one
-decision at a time per router, and the Router is the one place the two meet. Decider failures
-never reach the caller: they become the default route with `source="default"` and the reason.
-The Router owns its runtime: the decider, cache, policy, fallback chain and the decide gate.
+Everything before the decider pool needs no model pass and runs where the request is (on the
+event loop for the async paths): a pinned, rule-decided, sticky or cached request never waits for
+the router model, and neither does one the cheap stage (head/cheap.py) is confident about. The
+rest queue for the model: the pool's workers decide the waiting requests together, in batches
+(deciders/pool.py). One that waits past `decide_wait_s` gets the cheap stage's decision, with the
+reason. Decider failures never reach the caller: they become the default route with
+`source="default"` and the reason. The Router owns its runtime: the deciders and their pool, the
+cheap stage, cache, policy and fallback chain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from llmrouter import log as logmod
 from llmrouter import models
 from llmrouter.cache import DecisionCache, cache_key
-from llmrouter.config import Config, FallbackPolicy
+from llmrouter.config import Config, FallbackPolicy, RouteTable
 from llmrouter.deciders import Decider, build_decider
+from llmrouter.deciders.pool import DeciderPool
 from llmrouter.errors import DeciderError, UnknownModel
-from llmrouter.policy import Policy, restrict
+from llmrouter.head import CheapStage
+from llmrouter.policy import Policy, PreDecision, restrict
 from llmrouter.policy.engine import build_policy, decision_log_fields
 from llmrouter.prompts import RouterPrompt
 from llmrouter.types import Completion, Decision, Request, Timings, Verdict
@@ -65,15 +68,16 @@ class Router:
         self.prompt = RouterPrompt.load(settings.prompt)
         spec = models.spec_for(settings.model)
         self.model_name = spec.name if spec else Path(settings.model).name
-        self.decider: Decider = decider if decider is not None else build_decider(config, self.prompt)
+        deciders = [decider] if decider is not None else [build_decider(config, self.prompt)
+                                                          for _ in range(settings.workers)]
+        self.decider: Decider = deciders[0]
+        self.pool = DeciderPool(deciders, max_batch=settings.max_batch)
+        self.cheap: CheapStage = getattr(self.decider, "cheap_stage", None) or cheap_stage_for(self.table)
         self.model_sha256: str = getattr(self.decider, "model_id", "") or "custom"
         if cache is None and settings.cache:
             cache = DecisionCache(settings.cache_path, size_mb=settings.cache_size_mb)
         self.cache = cache
         self.use_fallback(fallback or config.fallback)
-        self._decide_lock = threading.Lock()  # one decision at a time, from any thread or loop
-        self._gates: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        self._waiting = 0
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **router_overrides: Any) -> Router:
@@ -112,26 +116,76 @@ class Router:
         """The route for `request` (text, chat messages or a Request). Raises only RequestError."""
         t0 = time.perf_counter()
         req = Request.of(request)
+        pre, decision = self._without_model(req, explain, use_cache, t0)
+        if decision is None:
+            decision = self._from_model(req.text, explain, use_cache, t0)
+        return self._finish(req, pre, decision)
+
+    async def adecide(self, request: Request) -> Decision:
+        """decide(request) without blocking the event loop, and without waiting for the model
+        unless the model is needed: rules, pins, stickiness, the cache and a confident cheap
+        stage decide on the loop. The rest queue for the model (decided in batches, see
+        deciders/pool.py); one that waits longer than `decide_wait_s` gets the cheap stage's
+        decision instead, with the reason."""
+        t0 = time.perf_counter()
+        req = Request.of(request)
+        pre, decision = self._without_model(req, False, True, t0)
+        if decision is None:
+            decision = await self._afrom_model(req.text, t0)
+        return self._finish(req, pre, decision)
+
+    def _without_model(self, req: Request, explain: bool, use_cache: bool, t0: float
+                       ) -> tuple[PreDecision | None, Decision | None]:
+        """What the policy's rules, the decision cache and a confident cheap stage decide."""
         pre = self.policy.before(req)
         if pre is not None and pre.decision is not None:
-            decision = pre.decision  # a rule decided: the model is not asked
-        else:
-            decision = self._decide_text(req.text, explain, use_cache, t0)
-            if pre is not None and pre.allowed is not None:
-                decision = restrict(decision, pre.allowed, self.table.default_route)
+            return pre, pre.decision  # a rule decided: the model is not asked
+        if use_cache and self.cache is not None:
+            hit = self._from_cache(self.cache, self._key(req.text, explain), t0)
+            if hit is not None:
+                return pre, hit
+        if not explain:
+            scores = self.cheap.scores(req.text)
+            if self.cheap.confident(scores):
+                return pre, self._cheap_decision(scores, None, t0)
+        return pre, None
+
+    def _finish(self, req: Request, pre: PreDecision | None, decision: Decision) -> Decision:
+        if pre is not None and pre.allowed is not None and decision is not pre.decision:
+            decision = restrict(decision, pre.allowed, self.table.default_route)
         decision = self.policy.after(req, decision)
         self._log(decision, decision_log_fields(req, self.config))
         return decision
 
-    def _decide_text(self, text: str, explain: bool, use_cache: bool, t0: float) -> Decision:
-        cache = self.cache if use_cache else None
-        key = self._key(text, explain) if cache is not None else ""
-        decision = self._from_cache(cache, key, t0) if cache is not None else None
-        if decision is None:
-            decision = self._from_decider(text, explain, t0)
-            if cache is not None and decision.source == "model":
-                cache.set(key, {k: v for k, v in decision.to_json().items() if k in _CACHED_FIELDS})
-        return decision
+    def _from_model(self, text: str, explain: bool, use_cache: bool, t0: float) -> Decision:
+        try:
+            verdict = self.pool.decide(text, explain)
+        except DeciderError as exc:
+            return self.default_decision(f"decider failed: {exc}", t0)
+        return self._model_decision(text, verdict, explain, use_cache, t0)
+
+    async def _afrom_model(self, text: str, t0: float) -> Decision:
+        wait_s = self.fallback.decide_wait_s
+        job = self.pool.submit(text)
+        answer = asyncio.wrap_future(job)
+        try:
+            verdict = await asyncio.wait_for(asyncio.shield(answer), wait_s)
+        except TimeoutError:
+            if not job.cancel():  # already being decided: it is nearly done
+                return await self._afrom_model_late(answer, text, t0)
+            reason = (f"router model busy: waited {wait_s or 0.0:.1f}s with {self.pool.waiting} request(s) "
+                      "queued; the cheap stage decided")
+            return self._cheap_decision(self.cheap.scores(text), reason, t0)
+        except DeciderError as exc:
+            return self.default_decision(f"decider failed: {exc}", t0)
+        return self._model_decision(text, verdict, False, True, t0)
+
+    async def _afrom_model_late(self, answer: asyncio.Future[Verdict], text: str, t0: float) -> Decision:
+        try:
+            verdict = await answer
+        except DeciderError as exc:
+            return self.default_decision(f"decider failed: {exc}", t0)
+        return self._model_decision(text, verdict, False, True, t0)
 
     def _key(self, text: str, explain: bool) -> str:
         return cache_key(
@@ -162,17 +216,14 @@ class Router:
         except (TypeError, ValueError):
             return None
 
-    def _from_decider(self, text: str, explain: bool, t0: float) -> Decision:
-        try:
-            raw: object = self.decider.decide(text, explain=explain)
-        except DeciderError as exc:
-            return self.default_decision(f"decider failed: {exc}", t0)
+    def _model_decision(self, text: str, raw: object, explain: bool, use_cache: bool, t0: float) -> Decision:
+        """The decider's answer, validated (and cached when valid)."""
         route, why = extract_route(raw, self.table)
         if route is None:
             return self.default_decision(why, t0)
         verdict = raw if isinstance(raw, Verdict) else _as_verdict(raw, route, self.decider.name)
         scores = clean_scores(verdict.scores, self.table)
-        return Decision(
+        decision = Decision(
             route=route,
             source="model",
             confidence=scores.get(route),
@@ -184,6 +235,25 @@ class Router:
             model=self.model_name,
             decider=verdict.decider,
             timings=verdict.timings.model_copy(update={"total_ms": _ms(t0)}),
+        )
+        if use_cache and self.cache is not None:
+            self.cache.set(self._key(text, explain),
+                           {k: v for k, v in decision.to_json().items() if k in _CACHED_FIELDS})
+        return decision
+
+    def _cheap_decision(self, scores: dict[str, float], reason: str | None, t0: float) -> Decision:
+        """The cheap stage's route (reason: why the model was not asked, when it was meant to be)."""
+        route = max(scores, key=scores.__getitem__)
+        return Decision(
+            route=route,
+            source="cheap",
+            confidence=scores[route],
+            scores=scores,
+            reason=reason,
+            prompt_version=self.prompt.version,
+            model=self.model_name,
+            decider=self.cheap.name,
+            timings=Timings(total_ms=_ms(t0)),
         )
 
     def default_decision(self, reason: str, t0: float | None = None) -> Decision:
@@ -209,43 +279,13 @@ class Router:
             table=self.table.fingerprint,
             request_tokens=d.request_tokens,
             truncated=d.truncated,
-            reason=d.reason if d.source == "default" else None,
+            reason=d.reason if d.source in ("default", "cheap") else None,
             rule=d.rule,
             escalated_from=d.escalated_from,
             policy=list(d.policy) or None,
             **extra,
             **{k: round(v, 3) for k, v in d.timings.model_dump().items()},
         )
-
-    async def adecide(self, request: Request) -> Decision:
-        """decide(request) in a worker thread, one at a time, without blocking the event loop.
-
-        When the fallback policy's `decide_wait_s` passes before the model is free, the request
-        takes the default route (source "default", the reason says why) rather than queueing
-        without bound."""
-        wait_s = self.fallback.decide_wait_s
-        loop = asyncio.get_running_loop()
-        if loop not in self._gates:
-            self._gates[loop] = asyncio.Semaphore(1)  # one thread waits on the model, not one per request
-        gate = self._gates[loop]
-        self._waiting += 1
-        try:
-            async with asyncio.timeout(wait_s):
-                await gate.acquire()
-        except TimeoutError:
-            reason = f"router model busy: waited {wait_s or 0.0:.1f}s with {self._waiting} request(s) queued"
-            return self.default_decision(reason)
-        finally:
-            self._waiting -= 1
-
-        def run() -> Decision:
-            with self._decide_lock:  # also guards callers on other event loops and threads
-                return self.decide(request)
-
-        try:
-            return await anyio.to_thread.run_sync(run)
-        finally:
-            gate.release()
 
     # --- answering -----------------------------------------------------------------------
     async def plan(self, request: Any, model: str | None = None) -> Plan:
@@ -296,8 +336,14 @@ class Router:
             await stream.aclose()
 
     def close(self) -> None:
+        self.pool.close()
         if self.cache:
             self.cache.close()
+
+
+def cheap_stage_for(table: RouteTable) -> CheapStage:
+    """A zero-shot cheap stage from the table's own words (descriptions and examples)."""
+    return CheapStage.from_examples(table.names, [[r.description, *r.examples] for r in table.routes])
 
 
 def _as_verdict(raw: object, route: str, decider: str) -> Verdict:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from llmrouter.errors import RequestError
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
-Source = Literal["model", "cache", "default", "rule"]
+Source = Literal["model", "cheap", "cache", "default", "rule"]
 
 
 def _check_text(text: str) -> str:

@@ -42,6 +42,10 @@ class RouterSettings(Strict):
     context_size: int = Field(2048, ge=256, le=131072)
     batch_size: int = Field(512, ge=8, le=8192)
     gpu_layers: int = Field(0, ge=-1)
+    # deciders working side by side, each with its own context (and `threads`): more than one
+    # only pays where there are cores for them all
+    workers: int = Field(1, ge=1, le=64)
+    max_batch: int = Field(8, ge=1, le=64)  # requests waiting for the model decided in one pass
     max_request_tokens: int = Field(256, ge=16, le=32768)
     examples_per_route: int = Field(2, ge=0, le=50)
     cache: bool = True
@@ -98,9 +102,8 @@ class FallbackPolicy(Strict):
     stream_idle_timeout_s: float = Field(30.0, gt=0)
     breaker_failures: int = Field(5, ge=1)  # failures in a row that open a target's breaker
     breaker_cooldown_s: float = Field(30.0, gt=0)
-    # Deciding is one request at a time; under a burst, waiting longer than this for the router
-    # model sends the request to the default route instead (None: always wait for the model;
-    # `llmrouter serve` then uses 5 s).
+    # Under a burst, a request that waits longer than this for the router model takes the cheap
+    # stage's decision instead (None: always wait for the model; `llmrouter serve` then uses 5 s).
     decide_wait_s: float | None = Field(None, ge=0)
 
     def with_overrides(self, **overrides: Any) -> FallbackPolicy:

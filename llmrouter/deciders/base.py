@@ -15,8 +15,11 @@ class Decider(Protocol):
 
     `decide` may raise DeciderError; whatever it returns is validated against the table, so a
     bad answer becomes the default route. Optional attributes the router reads when present:
-    `model_id` (what decides: part of every cache key, default "custom") and `cache_salt`
-    (anything else that changes the answers, such as a fitted head's digest)."""
+    `model_id` (what decides: part of every cache key, default "custom"), `cache_salt`
+    (anything else that changes the answers, such as a fitted head's digest), `cheap_stage` (a
+    tuned head/cheap.CheapStage to decide first from the text alone) and
+    `decide_batch(texts) -> list[Verdict]` (several requests in one pass; the pool uses it for
+    requests that waited together)."""
 
     name: str
 

@@ -27,7 +27,7 @@ import numpy as np
 from llmrouter import models
 from llmrouter.config import Config, RouterSettings, RouteTable
 from llmrouter.errors import ConfigError, DeciderError
-from llmrouter.head import FittedHead, Observation
+from llmrouter.head import CheapStage, FittedHead, Observation
 from llmrouter.llamacpp.load import load_llama
 from llmrouter.llamacpp.taps import LayerTap
 from llmrouter.llamacpp.trie import build_trie, passes_needed, score_routes
@@ -118,6 +118,11 @@ class LlamaDecider:
     def cache_salt(self) -> str:
         """What besides the model, prompt and table changes this decider's answers: its head."""
         return self.head.digest if self.head is not None else ""
+
+    @property
+    def cheap_stage(self) -> CheapStage | None:
+        """The cascade's first stage tuned with the head, when the head decides (fitted, combined)."""
+        return self.head.cheap if self.head is not None and self.head.needs_states(self.mode) else None
 
     def use_head(self, head: FittedHead) -> None:
         """Decide with a fitted head (checked against this model, prompt and table)."""

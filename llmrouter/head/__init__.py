@@ -4,8 +4,10 @@ tune`, read by the llama decider), and what it is made of.
     fitted.py       FittedHead (save/load as .npz, check, decide), Observation, stack
     members.py      its members: Dense (logistic over hidden-state blocks), Chars (character n-grams)
     calibration.py  softmax, and fitting temperatures and per-route biases
+    cheap.py        CheapStage: the cascade's first stage, a route from the text alone
 """
 
+from llmrouter.head.cheap import CheapStage
 from llmrouter.head.fitted import FittedHead, Observation, stack
 
-__all__ = ["FittedHead", "Observation", "stack"]
+__all__ = ["CheapStage", "FittedHead", "Observation", "stack"]

@@ -31,6 +31,7 @@ import numpy as np
 
 from llmrouter.errors import ConfigError
 from llmrouter.head.calibration import fit_bias_temperature, log_softmax, softmax
+from llmrouter.head.cheap import CheapStage
 from llmrouter.head.members import KINDS, TEXT, Chars, Dense, Member, layers_of
 
 FORMAT = 2  # 1: one dense head with top-level arrays (still read)
@@ -91,6 +92,7 @@ class FittedHead:
     temperature: float = 1.0
     threshold: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # how it was fitted (C, rows, scores...)
+    cheap: CheapStage | None = None  # a first stage that reads only the text (a cascade), if tuned
     digest: str = ""  # sha256 of the file it was loaded from (part of decision-cache keys)
 
     # --- using it ------------------------------------------------------------------------
@@ -203,11 +205,15 @@ class FittedHead:
             "feature_key": self.feature_key, "model_temperature": self.model_temperature,
             "members": [m.meta() for m in self.members], "temperature": self.temperature,
             "threshold": self.threshold, "info": self.info,
+            "cheap": self.cheap.meta() if self.cheap is not None else None,
         }
         arrays: dict[str, np.ndarray] = {"model_bias": np.asarray(self.model_bias, dtype=np.float32)}
         for i, m in enumerate(self.members):
             for name, a in m.arrays().items():
                 arrays[f"m{i}_{name}"] = a if a.dtype == np.uint8 else np.asarray(a, dtype=np.float32)
+        if self.cheap is not None:
+            for name, a in self.cheap.member.arrays().items():
+                arrays[f"cheap_{name}"] = a if a.dtype == np.uint8 else np.asarray(a, dtype=np.float32)
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
@@ -235,12 +241,16 @@ class FittedHead:
             for i, m in enumerate(meta.get("members", [])):
                 own = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith(f"m{i}_")}
                 members.append(KINDS[m["kind"]].restore(m, own))
+            cheap = None
+            if meta.get("cheap"):
+                own = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith("cheap_")}
+                cheap = CheapStage.restore(meta["routes"], meta["cheap"], own)
             return cls(
                 routes=tuple(meta["routes"]), model_sha256=meta["model_sha256"],
                 feature_key=meta["feature_key"], model_bias=arr["model_bias"],
                 model_temperature=float(meta["model_temperature"]), members=tuple(members),
                 temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
-                info=meta.get("info", {}), digest=digest,
+                info=meta.get("info", {}), cheap=cheap, digest=digest,
             )
         except FileNotFoundError:
             raise ConfigError(f"no fitted head at {path}", hint="run `llmrouter tune` to make one") from None

@@ -141,7 +141,7 @@ class RoutingPolicy:
             steps.append(f"floor:{surface_name}")
             reasons.append(f"raised from {original} to the {surface_name!r} floor")
         threshold = ladder.threshold(surface)
-        if decision.source in ("model", "cache") and decision.confidence is not None and decision.confidence < threshold:
+        if decision.source in ("model", "cheap", "cache") and decision.confidence is not None and decision.confidence < threshold:
             nxt = ladder.up(route)
             if nxt is not None and (allowed is None or nxt in allowed):
                 reasons.append(f"escalated from {route}: confidence {decision.confidence:.2f} < {threshold:.2f}")

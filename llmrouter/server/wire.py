@@ -160,12 +160,15 @@ def deadline(request: HTTPRequest, cap: float) -> float:
 
 
 def meta_headers(decision: Decision | None, target: str, attempts: list[Attempt] | tuple[Attempt, ...]) -> dict[str, str]:
-    """The x-llmrouter-* response headers: route, source, confidence, target, attempts, fallbacks."""
+    """The x-llmrouter-* response headers: route, source, decider (which stage), confidence,
+    target, attempts, fallbacks."""
     h = {"x-llmrouter-target": target,
          "x-llmrouter-attempts": str(sum(1 for a in attempts if a.outcome != "skipped"))}
     if decision is not None:
         h["x-llmrouter-route"] = decision.route
         h["x-llmrouter-source"] = decision.source
+        if decision.decider:
+            h["x-llmrouter-decider"] = decision.decider
         if decision.escalated_from:
             h["x-llmrouter-escalated-from"] = decision.escalated_from
         if decision.confidence is not None:

@@ -52,3 +52,6 @@ class FakeRouter(Router):
         self.decisions += 1
         route = req.metadata.get("route") or self.config.table.default_route
         return Decision(route=route, source="rule", confidence=1.0, reason="test router")
+
+    async def adecide(self, request: Request) -> Decision:
+        return self.decide(request)

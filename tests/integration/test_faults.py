@@ -11,7 +11,9 @@ import pytest
 import structlog
 from fixtures_providers import FakeRouter, fleet
 
+from llmrouter.router import Router
 from llmrouter.testing import Behavior, Emulator
+from llmrouter.testing.fakes import FixedDecider
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout
 from llmrouter.config import FallbackPolicy
 from llmrouter.types import Request
@@ -234,23 +236,30 @@ def test_sync_complete_works_inside_and_outside_an_event_loop(emu):
     assert asyncio.run(inside()) == "a says: nested"
 
 
-def test_a_burst_past_the_decide_wait_takes_the_default_route(emu):
-    class SlowRouter(FakeRouter):
-        def decide(self, request: Any, **kw: Any) -> Any:
-            time.sleep(0.3)  # the router model, busy
-            return super().decide(request, **kw)
+def test_a_burst_past_the_decide_wait_takes_the_cheap_stage_and_rules_never_wait(emu):
+    class SlowDecider(FixedDecider):
+        def __init__(self, route: str) -> None:
+            super().__init__(route)
+            self.calls = 0
 
-    router = SlowRouter(fleet(emu, {"main": ["a"], "other": ["b"]}), fallback=FallbackPolicy(decide_wait_s=0.1))
+        def decide(self, text: str, *, explain: bool = False) -> Any:
+            self.calls += 1
+            time.sleep(0.3)  # the router model, busy
+            return super().decide(text)
+
+    cfg = fleet(emu, {"main": ["a"], "other": ["b"]})
+    decider = SlowDecider("other")
+    router = Router(cfg, decider=decider, cache=None, fallback=FallbackPolicy(decide_wait_s=0.1))
 
     async def burst() -> list[Any]:
         try:
-            return await asyncio.gather(*(router.acomplete(Request.of(f"q{i}", route="other")) for i in range(3)))
+            return await asyncio.gather(*(router.acomplete(f"requests for main {i}") for i in range(3)))
         finally:
             await router.chain.aclose()
 
     done = asyncio.run(burst())
-    sources = sorted(d.decision.source for d in done)
-    assert sources == ["default", "default", "rule"] and router.decisions == 1
-    busy = [d for d in done if d.decision.source == "default"]
-    assert all("router model busy" in d.decision.reason and d.target == "a" for d in busy)  # default: main
-    assert [d.target for d in done if d.decision.source == "rule"] == ["b"]
+    assert sorted(d.decision.source for d in done) == ["cheap", "cheap", "model"] and decider.calls == 1
+    busy = [d for d in done if d.decision.source == "cheap"]
+    assert all("router model busy" in d.decision.reason and d.decision.decider == "cheap:examples" for d in busy)
+    assert all(d.decision.route == "main" and d.target == "a" for d in busy)  # the text says main
+    assert [d.target for d in done if d.decision.source == "model"] == ["b"]

@@ -1,0 +1,86 @@
+"""The cheap first stage of a cascade: a route from the request's text alone, no model pass.
+
+A CheapStage scores the routes with a character n-gram member (members.Chars) and one
+temperature. It decides outright when its top probability reaches `threshold`; the router model
+decides the rest. Two ways to get one:
+
+    fitted     `llmrouter tune` fits it on the labelled rows and picks the threshold by
+               cross-validation so the cascade's accuracy stays within a point of the model's;
+               it is stored inside the fitted head ("cheap:chars")
+    examples   built when the table is loaded from its routes' descriptions and examples: each
+               route's TF-IDF centroid, cosine similarity as logits ("cheap:examples"). It is
+               never confident enough to decide first (threshold = inf); it exists so that a
+               request the busy router model cannot take in time gets a real decision, not
+               silently the default route
+
+Reading the text costs about 0.1-0.5 ms; nothing here imports scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmrouter.head.calibration import softmax
+from llmrouter.head.members import TEXT, Chars, char_wb_ngrams
+
+EXAMPLES_TEMPERATURE = 0.05  # cosine similarities live in [0, 1]: sharpen them into probabilities
+
+
+@dataclass(frozen=True)
+class CheapStage:
+    routes: tuple[str, ...]
+    member: Chars
+    temperature: float = 1.0
+    threshold: float = math.inf  # inf: only ever used when the router model is busy
+    name: str = "cheap:chars"
+    info: dict[str, Any] = field(default_factory=dict)  # how it did in cross-validation
+
+    def proba(self, texts: Sequence[str]) -> np.ndarray:
+        logits = self.member.logits({TEXT: np.array(list(texts), dtype=str)})
+        return softmax(logits / self.temperature)
+
+    def scores(self, text: str) -> dict[str, float]:
+        return {r: float(p) for r, p in zip(self.routes, self.proba([text])[0])}
+
+    def confident(self, scores: dict[str, float]) -> bool:
+        """Whether the stage decides alone (its top probability reaches the threshold)."""
+        return max(scores.values(), default=0.0) >= self.threshold
+
+    # --- storing (inside a fitted head's .npz) -------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        t = self.threshold if math.isfinite(self.threshold) else None
+        return {"member": self.member.meta(), "temperature": self.temperature, "threshold": t,
+                "name": self.name, "info": self.info}
+
+    @classmethod
+    def restore(cls, routes: Sequence[str], meta: dict[str, Any], arr: dict[str, np.ndarray]) -> CheapStage:
+        t = meta.get("threshold")
+        return cls(tuple(routes), Chars.restore(meta["member"], arr), float(meta["temperature"]),
+                   math.inf if t is None else float(t), str(meta.get("name", "cheap:chars")),
+                   dict(meta.get("info", {})))
+
+    # --- from a route table's own words --------------------------------------------------------
+    @classmethod
+    def from_examples(cls, routes: Sequence[str], texts_per_route: Sequence[Sequence[str]]) -> CheapStage:
+        """Nearest-centroid over TF-IDF character n-grams of each route's texts (its description
+        and examples): a zero-shot stage for any table, no fitting library needed."""
+        docs = [[char_wb_ngrams(t) for t in texts] for texts in texts_per_route]
+        df: Counter[str] = Counter(g for route_docs in docs for d in route_docs for g in set(d))
+        vocab = tuple(sorted(df))
+        n_docs = sum(len(d) for d in docs)
+        idf = np.array([math.log((1 + n_docs) / (1 + df[g])) + 1.0 for g in vocab])  # sklearn's smooth idf
+        member = Chars(vocab, idf, np.zeros((len(routes), len(vocab))), np.zeros(len(routes)))
+        coef = np.zeros((len(routes), len(vocab)))
+        for i, texts in enumerate(texts_per_route):
+            if texts:
+                centroid = member._vectorize(list(texts)).mean(axis=0)
+                norm = np.linalg.norm(centroid)
+                coef[i] = centroid / norm if norm else centroid
+        member = Chars(vocab, idf, coef, np.zeros(len(routes)))
+        return cls(tuple(routes), member, EXAMPLES_TEMPERATURE, math.inf, "cheap:examples")
