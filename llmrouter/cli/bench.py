@@ -42,6 +42,10 @@ def bench(
     contention: bool = typer.Option(True, help="Also time with another process keeping a core busy."),
     cold: bool = typer.Option(True, help="Also time whole `llmrouter route` processes."),
     server: bool = typer.Option(True, help="With target prices/latencies: routed vs direct through the server."),
+    concurrency: Optional[str] = typer.Option(
+        None, help="Instead: routing under load through `llmrouter serve` at these levels, e.g. 1,8,32,200 "
+        "(who decides, decisions/s, added latency)."),
+    workers: int = typer.Option(1, min=1, help="With --concurrency: the server's [router] workers."),
 ) -> None:
     """Measure the router's latency tax on this machine: decision vs floor, paths, load, cold start."""
     from rich.console import Console
@@ -49,6 +53,9 @@ def bench(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     logmod.configure(level="warning")
+    if concurrency is not None:
+        _under_load(config, concurrency, workers, str(data) if data else None, out)
+        return
     latency = bench_lib("latency")
 
     try:
@@ -70,5 +77,26 @@ def bench(
         results["breakeven"] = bench_lib("breakeven").run_if_priced(str(config) if config else None, results)
     written = latency.write(results, out, "latency")
     Console().print(Markdown(latency.markdown(results)))
+    for p in written:
+        con.print(f"wrote {p}")
+
+
+def _under_load(config: Optional[Path], levels: str, workers: int, data: str | None, out: Path) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    try:
+        level_list = [int(x) for x in levels.split(",") if x.strip()]
+    except ValueError:
+        level_list = []
+    if not level_list or min(level_list) < 1:
+        fail(f"--concurrency takes positive numbers like 1,8,32,200 (got {levels!r})")
+    load = bench_lib("load")
+    con = Console(stderr=True)
+    with con.status("routing under load (emulator + llmrouter serve)...") as status:
+        results = load.run(str(config) if config else None, level_list, data=data, workers=workers,
+                           progress=lambda s: status.update(s))
+    written = load.write(results, out, "load")
+    Console().print(Markdown(load.markdown(results)))
     for p in written:
         con.print(f"wrote {p}")

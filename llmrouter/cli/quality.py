@@ -45,6 +45,14 @@ def _summary(results: dict) -> Table:
     return t
 
 
+def _stages(results: dict) -> Table:
+    t = Table("variant", "decided by", "share", "accuracy there")
+    for name, m in results.items():
+        for who, s in m.get("stages", {}).items():
+            t.add_row(name, who, f"{s['share']:.1%}", f"{s['accuracy']:.3f}")
+    return t
+
+
 @app.command("eval")
 def eval_(
     data: Path = DataArg,
@@ -91,6 +99,7 @@ def eval_(
                 gc.collect()  # one router model in memory at a time
     files = ev.write_report(results, out_dir, title=f"Router evaluation: {data.name}")
     out.print(_summary(results))
+    out.print(_stages(results))
     out.print(f"report: {', '.join(str(f) for f in files[:2])} (+{len(files) - 2} plots)")
 
 
@@ -126,4 +135,9 @@ def tune(
     for name, m in (("before (model scores)", result.before), (f"after ({result.spec.label})", result.after)):
         t.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}", str(m["n"]))
     out.print(t)
+    if "stages" in result.after:
+        st = result.after["stages"]
+        out.print(f"cascade on the held-out split: the cheap stage (threshold {st['threshold']}) decided "
+                  f"{st['share']:.1%} at accuracy {st['cheap_accuracy']:.3f}; the model the rest at "
+                  f"{st['model_accuracy']:.3f}")
     out.print(f"chose prompt {result.variant}, {result.spec.label}; wrote {', '.join(str(f) for f in files)}")

@@ -28,6 +28,7 @@ from llmrouter import models
 from llmrouter.config import Config, RouterSettings, RouteTable
 from llmrouter.errors import ConfigError, DeciderError
 from llmrouter.head import CheapStage, FittedHead, Observation
+from llmrouter.llamacpp.batch import MultiPass, Rows, branch_paths, pack
 from llmrouter.llamacpp.load import load_llama
 from llmrouter.llamacpp.taps import LayerTap
 from llmrouter.llamacpp.trie import build_trie, passes_needed, score_routes
@@ -36,6 +37,7 @@ from llmrouter.prompts import TRUNCATION_MARKER, RouterPrompt, precap_text, trun
 from llmrouter.types import Timings, Verdict
 
 REASON_TOKENS = 48
+MAX_SEQUENCES = 256  # llama.cpp's limit on sequences in one context
 TAP_DEPTHS = (0.53, 0.8)  # intermediate layers observed for tuning, as fractions of the model's depth
 
 
@@ -78,9 +80,12 @@ class LlamaDecider:
         self.settings, self.table, self.prompt, self.model_id = settings, table, prompt, model_id
         self.mode = settings.mode
         self.tap = LayerTap((), 0)  # armed only while a request is evaluated for a head
+        # room for max_batch requests, each with one sequence per branch of the route trie at most
+        self.n_seq_max = min(MAX_SEQUENCES, 1 + settings.max_batch * len(table.names)) if settings.max_batch > 1 else 1
         self.llm = load_llama(model_path, n_ctx=settings.context_size, n_threads=settings.threads,
                               n_threads_batch=settings.threads_batch, n_batch=settings.batch_size,
-                              gpu_layers=settings.gpu_layers, eval_callback=self.tap.callback)
+                              gpu_layers=settings.gpu_layers, eval_callback=self.tap.callback,
+                              n_seq_max=self.n_seq_max)
         self._ctx = self.llm._ctx.ctx
         self.n_vocab = self.llm.n_vocab()
         self.tap.n_embd = self.llm.n_embd()
@@ -99,6 +104,7 @@ class LlamaDecider:
         except ValueError as exc:
             raise ConfigError(f"route names do not tokenize apart: {exc}") from None
         self.extra_passes = passes_needed(self.trie)
+        self.branches = branch_paths(self.trie)
         need = len(self.prefix) + settings.max_request_tokens + len(self.suffix) + 64 + REASON_TOKENS
         if need > settings.context_size:
             raise ConfigError(
@@ -113,6 +119,8 @@ class LlamaDecider:
             repr((model_id, self.prefix, self.suffix, settings.max_request_tokens)).encode()
         ).hexdigest()[:16]
         self.head: FittedHead | None = None  # attached with use_head()
+        self.multi = (MultiPass(self.llm, self.tap, len(self.prefix), self.n_embd, self.n_vocab)
+                      if self.n_seq_max > 1 else None)
 
     @property
     def cache_salt(self) -> str:
@@ -152,7 +160,7 @@ class LlamaDecider:
         import llama_cpp
 
         blob = repr((self.model_id, self.prefix, llama_cpp.__version__, self.settings.context_size,
-                     self.settings.gpu_layers, self.settings.batch_size))
+                     self.settings.gpu_layers, self.settings.batch_size, self.n_seq_max))
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def _warm_prefix(self, kv_dir: Path | None) -> str:
@@ -292,6 +300,8 @@ class LlamaDecider:
         t1 = time.perf_counter()
         self.llm.n_tokens = len(self.prefix)
         head = self.head if self.mode != "generate" else None
+        if head is not None and self._exit_layer() is not None and not (observe or explain):
+            return self._decide_early(text, req, truncated, head, t0, t1), None
         need = observe or (head is not None and head.needs_states(self.mode))
         layers = tuple(sorted(set(head.layers if need and head is not None else ())
                               | set(self.observe_layers if observe else ())))
@@ -325,6 +335,115 @@ class LlamaDecider:
                             total_ms=ms(t0, t3)),
             decider=decider,
         ), obs
+
+    def _exit_layer(self) -> int | None:
+        """Where the forward pass may stop: the head's deepest layer, when it reads nothing above
+        it and that layer is not the model's last (whose rows llama.cpp computes for outputs only)."""
+        at = self.head.exit_layer if self.head is not None and self.mode == "fitted" else None
+        return at if at is not None and at < self.n_layer - 1 else None
+
+    # --- batches: requests that waited together, one pass ---------------------------------
+    def decide_batch(self, texts: Sequence[str]) -> list[Verdict]:
+        """Verdicts for requests that waited together: one llama.cpp pass per group that fits
+        (llamacpp/batch.py); a group of one takes the single-request path."""
+        with self.lock:
+            try:
+                return self._decide_many(list(texts))
+            except DeciderError:
+                raise
+            except Exception as exc:
+                raise DeciderError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _decide_many(self, texts: list[str]) -> list[Verdict]:
+        if self.multi is None or self.mode == "generate":
+            return [self._decide(t, False)[0] for t in texts]
+        t0 = time.perf_counter()
+        encoded = [self.encode_request(t) for t in texts]
+        exit_at = self._exit_layer()
+        head = self.head
+        states = exit_at is None and head is not None and head.needs_states(self.mode)
+        layers = head.layers if head is not None and (states or exit_at is not None) else ()
+        paths = [] if exit_at is not None else self.branches
+        max_tokens, n_seq = self.multi.limits
+        sizes = [len(req) + len(self.suffix) + sum(len(p) for p in paths) for req, _ in encoded]
+        groups = pack(sizes, max_tokens, min(self.settings.max_batch, (n_seq - 1) // (1 + len(paths))))
+        out: list[Verdict | None] = [None] * len(texts)
+        for group in groups:
+            if len(group) == 1:
+                out[group[0]] = self._decide(texts[group[0]], False)[0]
+                continue
+            t1 = time.perf_counter()
+            rows = self.multi.run([encoded[i][0] + self.suffix for i in group], paths, states=states,
+                                  layers=layers, stop=exit_at is not None)
+            t2 = time.perf_counter()
+            for i, r in zip(group, rows):
+                out[i] = self._verdict_of(texts[i], encoded[i], r, (t0, t1, t2))
+            t0 = time.perf_counter()
+        return [v for v in out if v is not None]
+
+    def _verdict_of(self, text: str, encoded: tuple[list[int], bool], rows: Rows,
+                    times: tuple[float, float, float]) -> Verdict:
+        """One request's verdict from its rows of a batched pass."""
+        req, truncated = encoded
+        n, head = len(req), self.head
+        scores = score_routes(self.trie, lambda path: rows.logits[tuple(path)]) if rows.logits else {}
+        obs = Observation(scores=scores)
+        if rows.layers or rows.states is not None:
+            obs = Observation(scores=scores, mean=None if rows.states is None else _mean(rows.states, n),
+                              last=None if rows.states is None else rows.states[-1],
+                              layers={x: (_mean(s, n), s[-1]) for x, s in rows.layers.items()},
+                              text=precap_text(text, self.settings.max_request_tokens * 16)[0])
+        decider = f"llama-{self.mode}"
+        if head is not None:
+            scores, decider = head.decide(obs, self.mode)
+            if not rows.logits:
+                decider = f"fitted:exit@{head.exit_layer}"
+        t3 = time.perf_counter()
+        t0, t1, t2 = times
+        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
+        return Verdict(route=max(scores, key=scores.__getitem__), scores=scores, truncated=truncated,
+                       request_tokens=n, timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2),
+                                                         decode_ms=ms(t2, t3), total_ms=ms(t0, t3)),
+                       decider=decider)
+
+    # --- early exit: a head that reads only intermediate layers ---------------------------
+    def _decide_early(self, text: str, req: list[int], truncated: bool, head: FittedHead, t0: float, t1: float
+                      ) -> Verdict:
+        """Evaluate the request only up to the deepest layer the head reads (llamacpp/taps.py
+        stops the pass there): no layers above it, no output head, no route scoring."""
+        at = self._eval_to_layer(req + self.suffix, head.layers)
+        t2 = time.perf_counter()
+        n = len(req)
+        obs = Observation(scores={}, layers={x: (_mean(s, n), s[-1]) for x, s in at.items()},
+                          text=precap_text(text, self.settings.max_request_tokens * 16)[0])
+        scores, _ = head.decide(obs, "fitted")
+        route = max(scores, key=scores.__getitem__)
+        t3 = time.perf_counter()
+        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
+        return Verdict(route=route, scores=scores, truncated=truncated, request_tokens=n,
+                       timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2), decode_ms=ms(t2, t3),
+                                       total_ms=ms(t0, t3)),
+                       decider=f"fitted:exit@{head.exit_layer}")
+
+    def _eval_to_layer(self, toks: list[int], layers: tuple[int, ...]) -> dict[int, np.ndarray]:
+        """The chosen layers' outputs for `toks` after the prefix, the pass stopped after the
+        deepest. Only the last token is an output, so every layer below the model's last holds
+        all rows. The request's KV cells stay incomplete: n_tokens is not advanced, so the next
+        pass drops them."""
+        if len(toks) > self.settings.batch_size:
+            raise DeciderError("request and suffix do not fit one batch; raise [router] batch_size")
+        llm = self.llm
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        llm._batch.set_batch(batch=toks, n_past=llm.n_tokens, logits_all=False)
+        self.tap.arm(layers, stop=True)
+        try:
+            llm._ctx.decode(llm._batch)
+        finally:
+            taken = self.tap.disarm()
+        missing = [x for x in layers if x not in taken or len(taken[x]) != len(toks)]
+        if missing:
+            raise DeciderError(f"llama.cpp gave no states for layer(s) {missing}")
+        return taken
 
     # --- Outlines: generated JSON and explanations ---------------------------------------
     @property

@@ -110,6 +110,14 @@ class FittedHead:
         """The intermediate layers whose states the head reads."""
         return layers_of(self.blocks)
 
+    @property
+    def exit_layer(self) -> int | None:
+        """The deepest layer the head reads when it reads nothing above it (no final-layer state,
+        no model scores): the forward pass may stop there (early exit). None otherwise."""
+        if not self.has_head or not self.layers or any(b in BLOCKS for b in self.blocks):
+            return None
+        return max(self.layers)
+
     def needs_states(self, mode: str) -> bool:
         return self.has_head and mode in ("fitted", "combined")
 

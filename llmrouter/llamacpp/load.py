@@ -18,11 +18,13 @@ _PARAMS_LOCK = threading.Lock()
 
 
 def load_llama(model_path: Path, *, n_ctx: int, n_threads: int = 1, n_threads_batch: int | None = None,
-               n_batch: int = 512, gpu_layers: int = 0, eval_callback: object = None, **extra: Any) -> Any:
+               n_batch: int = 512, gpu_layers: int = 0, eval_callback: object = None, n_seq_max: int = 1,
+               **extra: Any) -> Any:
     """A llama_cpp.Llama for `model_path`; ModelError (with what to do) when it cannot be loaded.
 
-    `eval_callback` (a ggml_backend_sched_eval_callback) goes into the context, which only takes
-    one when it is made, so llama_cpp's default context params are wrapped while it is built."""
+    `eval_callback` (a ggml_backend_sched_eval_callback) and `n_seq_max` (sequences decoded side by
+    side, in one unified KV cache: see batch.py) go into the context, which only takes them when it
+    is made, so llama_cpp's default context params are wrapped while it is built."""
     try:
         import llama_cpp
         import llama_cpp.llama_cpp as lib
@@ -30,14 +32,18 @@ def load_llama(model_path: Path, *, n_ctx: int, n_threads: int = 1, n_threads_ba
         raise ModelError(f"llama-cpp-python is not importable: {exc}", hint="run `make install`") from None
     with _PARAMS_LOCK:
         original = lib.llama_context_default_params
-        if eval_callback is not None:
-            def with_callback() -> Any:
+        if eval_callback is not None or n_seq_max > 1:
+            def with_ours() -> Any:
                 params = original()
-                params.cb_eval = eval_callback
-                params.cb_eval_user_data = None
+                if eval_callback is not None:
+                    params.cb_eval = eval_callback
+                    params.cb_eval_user_data = None
+                if n_seq_max > 1:
+                    params.n_seq_max = n_seq_max
+                    params.kv_unified = True  # every sequence sees the one prefix's cells
                 return params
 
-            lib.llama_context_default_params = with_callback
+            lib.llama_context_default_params = with_ours
         try:
             return llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                                    n_threads_batch=n_threads_batch or n_threads, n_gpu_layers=gpu_layers,

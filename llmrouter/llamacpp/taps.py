@@ -41,7 +41,12 @@ def _ggml() -> ctypes.CDLL:
 
 
 class LayerTap:
-    """Copies the outputs of chosen layers while armed: `states[layer]` is (n_tokens, n_embd)."""
+    """Copies the outputs of chosen layers while armed: `states[layer]` is (n_tokens, n_embd).
+
+    Armed with `stop=True`, it ends the forward pass once every chosen layer is copied (early
+    exit): returning False from the callback makes ggml's scheduler skip the rest of the graph, so
+    the layers above, and the output head, are never computed. The KV cells written by such a pass
+    are incomplete above the last chosen layer: the caller must roll them back."""
 
     def __init__(self, layers: Iterable[int] = (), n_embd: int = 0) -> None:
         import llama_cpp
@@ -50,6 +55,7 @@ class LayerTap:
         self.names: dict[bytes, int] = {}
         self._want(layers)
         self.armed = False
+        self.stop = False
         self.states: dict[int, np.ndarray] = {}
         self._g = _ggml()
         # keep a reference: llama.cpp holds only the C pointer
@@ -72,21 +78,23 @@ class LayerTap:
                 return True
             self._g.ggml_backend_tensor_get(t, out.ctypes.data, 0, out.nbytes)
             self.states[layer] = out
-            return True
+            return not (self.stop and len(self.states) == len(self.names))
         except Exception:  # never raise into C; a missing layer is reported by the caller
             return True
 
     def _want(self, layers: Iterable[int]) -> None:
         self.names = {f"l_out-{int(i)}".encode(): int(i) for i in layers}
 
-    def arm(self, layers: Iterable[int] | None = None) -> None:
-        """Start copying the given layers' outputs (by default the last ones asked for)."""
+    def arm(self, layers: Iterable[int] | None = None, *, stop: bool = False) -> None:
+        """Start copying the given layers' outputs (by default the last ones asked for); with
+        `stop`, end the pass after the deepest of them."""
         if layers is not None:
             self._want(layers)
         self.states = {}
         self.armed = bool(self.names)
+        self.stop = stop and self.armed
 
     def disarm(self) -> dict[int, np.ndarray]:
-        self.armed = False
+        self.armed = self.stop = False
         got, self.states = self.states, {}
         return got

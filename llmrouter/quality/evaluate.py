@@ -173,7 +173,16 @@ def metrics(
         out["cost_per_1k_usd"] = float(np.mean(cost_usd) * 1000)
     if len(deciders):
         out["decided_by"] = dict(Counter(deciders))
+        out["stages"] = stages(deciders, correct)
     return out
+
+
+def stages(deciders: Sequence[str], correct: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per decider (cheap stage, model, rule...): the share of requests it decided, and its
+    accuracy on them."""
+    who = np.asarray(deciders)
+    return {str(d): {"share": float((who == d).mean()), "accuracy": float(correct[who == d].mean())}
+            for d in dict.fromkeys(deciders)}
 
 
 # --- splits ---------------------------------------------------------------------------------
@@ -253,8 +262,9 @@ def markdown(results: dict[str, dict[str, Any]], title: str) -> str:
     lines = [f"# {title}", "", _md_table(head, summary_rows(results)), ""]
     for name, m in results.items():
         lines += [f"## {name}", ""]
-        if m.get("decided_by"):
-            lines += ["decided by: " + ", ".join(f"{k} {v}" for k, v in m["decided_by"].items()), ""]
+        if m.get("stages"):
+            rows = [[d, f"{s['share']:.1%}", f"{s['accuracy']:.3f}"] for d, s in m["stages"].items()]
+            lines += [_md_table(["decided by", "share", "accuracy there"], rows), ""]
         rows = [[r, f"{s['precision']:.2f}", f"{s['recall']:.2f}", f"{s['f1']:.2f}", str(s["support"])]
                 for r, s in m["per_route"].items()]
         lines += [_md_table(["route", "precision", "recall", "F1", "support"], rows), ""]

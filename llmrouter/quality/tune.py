@@ -29,6 +29,7 @@ from llmrouter.head import FittedHead, stack
 from llmrouter.head.calibration import fit_temperature, softmax
 from llmrouter.head.members import TEXT, layers_of
 from llmrouter.paths import PACKAGE_DIR, user_dir
+from llmrouter.quality import cascade
 from llmrouter.quality import evaluate as ev
 from llmrouter.router import Router
 
@@ -37,6 +38,7 @@ CS = (0.003, 0.01, 0.03, 0.1)
 ENSEMBLE_CS = (0.01, 0.02, 0.03)  # C of the dense members when a head has several
 CHARS_C = 10.0  # C of the character n-gram member (sparse TF-IDF rows need little shrinkage)
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+EARLY_EXIT_LOSS = 0.01  # accuracy an early-exit head may give up for its cheaper forward pass
 MIN_EXAMPLES = 8
 PACKAGE_EXAMPLES = PACKAGE_DIR / "data" / "examples.jsonl"
 Progress = Callable[[str, int], Callable[[], None]]  # (label, total) -> advance-one callback
@@ -84,7 +86,23 @@ def candidate_specs(feats: dict[str, np.ndarray]) -> list[Spec]:
             specs.append(Spec("fitted", base, c, extra=extra))
             if TEXT in feats:
                 specs.append(Spec("fitted", base, c, extra=extra, chars_C=CHARS_C))
-    return specs
+    return specs + early_exit_specs(feats)
+
+
+def early_exit_specs(feats: dict[str, np.ndarray]) -> list[Spec]:
+    """Heads that read only intermediate layers (no final layer, no model scores): the decider
+    can stop the forward pass at the deepest one. One per observed layer, and all of them."""
+    layers = layers_of(tuple(feats))
+    at = [(f"mean@{x}", f"last@{x}") for x in layers]
+    sets = [(b,) for b in at] + ([tuple(at)] if len(at) > 1 else [])
+    chars = CHARS_C if TEXT in feats else 0.0
+    return [Spec("fitted", s[0], c, extra=s[1:], chars_C=chars) for s in sets for c in ENSEMBLE_CS]
+
+
+def exits_early(spec: Spec) -> bool:
+    """Whether a spec's head reads only intermediate layers (and text)."""
+    blocks = [b for bs in (spec.blocks, *spec.extra) for b in bs]
+    return spec.mode == "fitted" and bool(blocks) and all("@" in b for b in blocks)
 
 
 @dataclass
@@ -195,10 +213,12 @@ def score(y: np.ndarray, proba: np.ndarray) -> float:
 
 def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: Sequence[str],
            extra: Observed | None = None, seed: int = 0, log: Callable[[str], None] = lambda s: None,
-           ) -> tuple[Spec, float, float, dict[str, float]]:
-    """The best spec by cross-validated score, its head temperature, and every spec's score."""
+           ) -> tuple[Spec, float, float, dict[str, float], np.ndarray]:
+    """The best spec by cross-validated score, its head temperature, every spec's score, and the
+    best spec's out-of-fold probabilities (NaN rows: not in any test fold)."""
     table: dict[str, float] = {}
     best: tuple[float, Spec] = (-1.0, Spec("scored"))
+    best_p: np.ndarray = np.zeros(0)
     oof: dict[Spec, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for spec in candidate_specs(data.feats):
         proba, logits, used = cross_validate(spec, data, folds, routes, extra, seed)
@@ -207,7 +227,8 @@ def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: S
         oof[spec] = (proba, logits, used)
         log(f"  {spec.label:<45} {s:.4f}")
         if s > best[0] + 1e-9:
-            best = (s, spec)
+            best, best_p = (s, spec), proba
+    best, best_p = prefer_early_exit(data.y, best, best_p, oof, log)
     spec = best[1]
     temperature = 1.0
     if spec.mode == "fitted":
@@ -215,15 +236,70 @@ def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: S
         temperature = fit_temperature(logits[used], data.y[used])
         cal = oof[Spec("calibrated")][0]
         head_p = softmax(logits / temperature)
-        for t in THRESHOLDS[1:]:  # combined: the head where it is sure, the calibrated model elsewhere
+        # combined: the head where it is sure, the calibrated model elsewhere (a whole pass: not
+        # for an early-exit head)
+        for t in THRESHOLDS[1:] if not exits_early(spec) else ():
             mixed = np.where((head_p.max(axis=1) >= t)[:, None], head_p, cal)
             s = score(data.y[used], mixed[used])
             label = spec.as_("combined", t).label
             table[label] = s
             log(f"  {label:<45} {s:.4f}")
             if s > best[0] + 1e-9:
-                best = (s, spec.as_("combined", t))
-    return best[1], best[0], temperature, table
+                best, best_p = (s, spec.as_("combined", t)), mixed
+    return best[1], best[0], temperature, table, best_p
+
+
+def prefer_early_exit(y: np.ndarray, best: tuple[float, Spec], best_p: np.ndarray,
+                      oof: dict[Spec, tuple[np.ndarray, np.ndarray, np.ndarray]], log: Callable[[str], None],
+                      ) -> tuple[tuple[float, Spec], np.ndarray]:
+    """The best early-exit head instead of `best` when its cross-validated accuracy is within
+    EARLY_EXIT_LOSS of it: a cheaper forward pass for (almost) the same decisions."""
+    early = [(s, p) for s, (p, _, _) in oof.items() if exits_early(s)]
+    if not early or exits_early(best[1]):
+        return best, best_p
+    used = np.flatnonzero(~np.isnan(best_p[:, 0]))
+
+    def accuracy(p: np.ndarray) -> float:
+        return float((p[used].argmax(axis=1) == y[used]).mean())
+
+    spec, p = max(early, key=lambda sp: accuracy(sp[1]))
+    a_best, a_early = accuracy(best_p), accuracy(p)
+    keep = a_early >= a_best - EARLY_EXIT_LOSS
+    log(f"  early exit: {spec.label} accuracy {a_early:.3f} vs {a_best:.3f} "
+        f"({'chosen' if keep else 'not chosen'}: within {EARLY_EXIT_LOSS:.2f} is required)")
+    return ((score(y[used], p[used]), spec), p) if keep else (best, best_p)
+
+
+# --- the cascade's cheap stage -----------------------------------------------------------------
+def choose_cascade(train: Observed, folds: list[tuple[np.ndarray, np.ndarray]], oof: np.ndarray,
+                   routes: Sequence[str], extra: Observed | None, seed: int, log: Callable[[str], None]
+                   ) -> cascade.CascadeChoice | None:
+    """Cross-validate the cheap stage on the same folds and choose its threshold (see cascade.py)."""
+    if TEXT not in train.feats:
+        return None
+    more = (extra.feats, extra.y) if extra is not None and TEXT in extra.feats else None
+    logits = cascade.out_of_fold_logits(train.feats, train.y, len(routes), folds, more, seed)
+    used = np.flatnonzero(~np.isnan(oof[:, 0]))
+    choice = cascade.choose(train.y[used], logits[used], oof[used])
+    t = "never first (busy model only)" if np.isinf(choice.threshold) else f"threshold {choice.threshold}"
+    log(f"  cascade: cheap stage alone {choice.cheap_alone:.3f}, model alone {choice.model_alone:.3f}; "
+        f"{t}: decides {choice.share:.1%} at {choice.cheap_accuracy:.3f}, model the rest at "
+        f"{choice.model_accuracy:.3f}, together {choice.accuracy:.3f}")
+    return choice
+
+
+def held_out_cascade(test: Observed, model_p: np.ndarray, head: FittedHead | None, routes: Sequence[str],
+                     spec: Spec) -> dict[str, Any]:
+    """Metrics of the tuned table on held-out rows: the cheap stage where it decides, else the model."""
+    if head is None or head.cheap is None:
+        return ev.metrics(test.y, model_p.argmax(1), model_p.max(1), routes)
+    cheap_p = head.cheap.proba([str(t) for t in test.feats[TEXT]])
+    use = cheap_p.max(axis=1) >= head.cheap.threshold
+    p = np.where(use[:, None], cheap_p, model_p)
+    deciders = np.where(use, head.cheap.name, spec.mode)
+    out = ev.metrics(test.y, p.argmax(1), p.max(1), routes, deciders=deciders.tolist())
+    out["stages"] = cascade.stage_accuracy(test.y, cheap_p, model_p, head.cheap.threshold)
+    return out
 
 
 # --- the whole loop ----------------------------------------------------------------------------
@@ -289,11 +365,12 @@ def tune(
         tsrc = sources[train_idx]
         cv_folds = (ev.source_folds(train.y, tsrc, k=folds, seed=seed) if by_source
                     else ev.stratified_folds(train.y, folds, seed))
-        spec, s, temp, table = select(train, cv_folds, routes, extra, seed, log)
+        spec, s, temp, table, oof = select(train, cv_folds, routes, extra, seed, log)
         log(f"  -> {spec.label}: cross-validated score {s:.4f}")
         if s > best[0] + 1e-9:
-            best = (s, (name, cfg, spec, temp, table, data, extra, sha, fkey))
-    _, (name, cfg, spec, temp, table, data, extra, sha, fkey) = best
+            best = (s, (name, cfg, spec, temp, table, data, extra, sha, fkey, cv_folds, oof))
+    _, (name, cfg, spec, temp, table, data, extra, sha, fkey, cv_folds, oof) = best
+    choice = choose_cascade(data.take(train_idx), cv_folds, oof, routes, extra, seed, log) if spec.mode != "scored" else None
 
     def final(rows: Observed) -> FittedHead | None:
         if extra is not None:
@@ -301,6 +378,8 @@ def tune(
         if spec.mode == "scored":
             return None
         h = fit(spec, rows, routes, model_sha256=sha, feature_key=fkey, seed=seed, temperature=temp)
+        if choice is not None:
+            h = replace(h, cheap=cascade.fit_stage(rows.feats[TEXT], rows.y, routes, choice, seed))
         return replace(h, info={**h.info, "spec": spec.label, "cv_score": round(best[0], 4),
                                 "seed": seed, "refit_all": refit_all, "by_source": by_source})
 
@@ -309,7 +388,7 @@ def tune(
     base_p = softmax(test.feats["logp"])
     new_p, _ = predict(spec, head, test.feats)
     before = ev.metrics(test.y, base_p.argmax(1), base_p.max(1), routes)
-    after = ev.metrics(test.y, new_p.argmax(1), new_p.max(1), routes)
+    after = held_out_cascade(test, new_p, head, routes, spec)
     if refit_all:
         head = final(data)
     mode = {"scored": "scored", "calibrated": "scored"}.get(spec.mode, spec.mode)

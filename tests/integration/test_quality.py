@@ -151,3 +151,26 @@ def test_a_head_reading_a_layer_the_model_lacks_is_refused(model_router, observe
     assert head.layers == (99,)
     with pytest.raises(ConfigError, match="layer"):
         d.use_head(head)
+
+
+def test_an_early_exit_head_stops_the_pass_at_its_layer_and_decides_the_same(model_router, observed, few):
+    d = model_router.decider
+    spec = tn.Spec("fitted", ("mean@16", "last@16"), 0.1, chars_C=10.0)
+    assert tn.exits_early(spec)
+    head = tn.fit(spec, observed, d.table.names, model_sha256=d.model_id, feature_key=d.feature_key)
+    assert head.exit_layer == 16
+    old_head = d.head
+    try:
+        d.use_head(head)
+        for r in few[::4]:
+            early = d.decide(r.text)
+            obs, _ = d.observe(r.text)  # a whole pass: the same layer's states, the same decision
+            full, _ = head.decide(obs, "fitted")
+            assert early.decider == "fitted:exit@16" and early.route == max(full, key=full.__getitem__)
+            assert early.scores == pytest.approx(full, abs=1e-5)
+        d.head = old_head
+        again = d.decide(few[0].text)  # the stopped pass left nothing behind
+        d.use_head(head)
+    finally:
+        d.head = old_head
+    assert again.scores == pytest.approx(d.decide(few[0].text).scores, abs=1e-6)

@@ -11,7 +11,7 @@ import pytest
 from llmrouter.head.calibration import softmax
 from llmrouter.head.fitted import FittedHead
 from llmrouter.head.members import TEXT, Chars, layers_of
-from llmrouter.quality.tune import Spec, candidate_specs
+from llmrouter.quality.tune import Spec, candidate_specs, exits_early
 
 ROUTES = ("code", "math", "chat")
 SHA, KEY = "ab" * 32, "k" * 16
@@ -102,10 +102,26 @@ def test_tune_tries_ensembles_only_where_layers_and_texts_were_observed():
     assert any("mean+last+logp | mean@7+last@7+logp | chars" in x for x in labels)  # the deepest layer
     assert any("mean+last+logp | mean@3+last@3+logp | mean@7+last@7+logp | chars" in x for x in labels)  # all
     at3, at7 = ("mean@3", "last@3", "logp"), ("mean@7", "last@7", "logp")
-    assert {s.extra for s in candidate_specs(feats) if s.extra} == {(at7,), (at3, at7)}  # never layer 3 alone
+    full = [s for s in candidate_specs(feats) if not exits_early(s)]
+    assert {s.extra for s in full if s.extra} == {(at7,), (at3, at7)}  # never layer 3 alone
+    early = [s for s in candidate_specs(feats) if exits_early(s)]  # layers only: the pass may stop there
+    assert {(s.blocks, s.extra) for s in early} == {(("mean@3", "last@3"), ()), (("mean@7", "last@7"), ()),
+                                                   (("mean@3", "last@3"), (("mean@7", "last@7"),))}
+    assert all(s.chars_C for s in early)
     deepest = candidate_specs({k: v for k, v in feats.items() if "@3" not in k})
     assert not any(len(s.extra) > 1 for s in deepest) and any(s.extra for s in deepest)
     plain = candidate_specs({k: v for k, v in feats.items() if "@" not in k and k != TEXT})
     assert all(not s.extra and not s.chars_C for s in plain)
     assert layers_of(("mean@3", "last@12", "logp")) == (3, 12)
     assert Spec("fitted", ("mean",), 0.1, extra=(("mean@7",),), chars_C=10).as_("combined", 0.5).threshold == 0.5
+
+
+def test_only_a_head_that_reads_intermediate_layers_alone_can_exit_early():
+    feats, y = data()
+    base = FittedHead.calibration(feats["logp"], y, ROUTES, model_sha256=SHA, feature_key=KEY)
+    early = base.with_head(feats, y, blocks=("mean@3", "last@3"), C=0.1, extra_blocks=[("mean@7", "last@7")],
+                           chars_C=10.0)
+    assert early.exit_layer == 7
+    assert base.with_head(feats, y, blocks=("mean@7", "logp"), C=0.1).exit_layer is None  # model scores
+    assert base.with_head(feats, y, blocks=("last",), C=0.1, extra_blocks=[("mean@3",)]).exit_layer is None
+    assert base.exit_layer is None  # calibration only
