@@ -40,6 +40,7 @@ class DeciderPool:
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self.batches: dict[int, int] = {}  # batch size -> how many batches of that size were decided
+        self.per_worker = [0] * len(self.deciders)  # requests each worker decided
 
     @property
     def waiting(self) -> int:
@@ -68,13 +69,13 @@ class DeciderPool:
         with self._start_lock:
             if self._threads:
                 return
-            threads = [threading.Thread(target=self._work, args=(d,), daemon=True, name=f"llmrouter-decider-{i}")
+            threads = [threading.Thread(target=self._work, args=(i, d), daemon=True, name=f"llmrouter-decider-{i}")
                        for i, d in enumerate(self.deciders)]
             for t in threads:
                 t.start()
             self._threads = threads
 
-    def _work(self, decider: Any) -> None:
+    def _work(self, index: int, decider: Any) -> None:
         batched = getattr(decider, "decide_batch", None)
         while True:
             first = self._jobs.get()
@@ -82,6 +83,7 @@ class DeciderPool:
                 return
             batch = self._take_more(first) if batched is not None else [first]
             live = [j for j in batch if j.future.set_running_or_notify_cancel()]
+            self.per_worker[index] += len(live)
             if live:
                 self._decide(decider, live)
 

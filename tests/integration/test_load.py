@@ -58,3 +58,16 @@ def test_pinned_requests_never_wait_for_a_busy_model(pinnable, serve, emu):
     busy = [r for r in others if r.headers["x-llmrouter-source"] == "cheap"]
     assert all(r.headers["x-llmrouter-decider"].startswith("cheap:") for r in busy)
     assert len(emu.seen("p")) == PINNED
+
+
+def test_two_workers_each_decide_with_their_own_context(default_config):
+    router = Router(default_config.with_router(cache=False, workers=2, max_batch=1))
+    try:
+        a, b = router.pool.deciders
+        assert a is not b and a.llm._ctx.ctx != b.llm._ctx.ctx
+        texts = [f"Write a Python function number {i} that adds two numbers" for i in range(6)]
+        verdicts = [f.result(60) for f in [router.pool.submit(t) for t in texts]]
+        assert all(v.route == "code" for v in verdicts)
+        assert router.pool.per_worker[0] > 0 and router.pool.per_worker[1] > 0
+    finally:
+        router.close()

@@ -128,7 +128,7 @@ def test_cost_uses_the_first_targets_prices():
 
 def test_report_writes_markdown_json_and_plots(tmp_path):
     m1 = ev.metrics([0, 1, 2, 1], [0, 1, 1, 1], [0.9, 0.8, 0.4, 0.7], ROUTES,
-                    latency_ms=[10, 12, 30, 11], cost_usd=[0.001] * 4, deciders=["fitted"] * 4)
+                    latency_ms=[10, 12, 30, 11], cost_usd=[0.001] * 4, deciders=["cheap:chars", "fitted", "fitted", "fitted"])
     m2 = ev.metrics([0, 1, 2, 1], [0, 0, 2, 1], [0.5, 0.5, 0.5, 0.5], ROUTES, latency_ms=[9, 9, 9, 9])
     files = ev.write_report({"one": m1, "two": m2}, tmp_path / "rep")
     names = {f.name for f in files}
@@ -136,7 +136,10 @@ def test_report_writes_markdown_json_and_plots(tmp_path):
             "confusion_one.png", "confusion_two.png"} <= names
     assert all(f.stat().st_size > 0 for f in files)
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| one | 0.750 |" in md and "decided by: fitted 4" in md
+    assert "| one | 0.750 |" in md
+    assert "| cheap:chars | 25.0% | 1.000 |" in md and "| fitted | 75.0% | 0.667 |" in md  # each stage's share
+    assert m1["stages"] == {"cheap:chars": {"share": 0.25, "accuracy": 1.0},
+                            "fitted": {"share": 0.75, "accuracy": pytest.approx(2 / 3)}}
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert "cost_per_1k_usd" not in data["two"]
     assert data["one"]["cost_per_1k_usd"] == pytest.approx(1.0)
