@@ -144,7 +144,7 @@ class Router:
             hit = self._from_cache(self.cache, self._key(req.text, explain), t0)
             if hit is not None:
                 return pre, hit
-        if not explain:
+        if not explain and self.config.router.cascade:
             scores = self.cheap.scores(req.text)
             if self.cheap.confident(scores):
                 return pre, self._cheap_decision(scores, None, t0)

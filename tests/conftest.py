@@ -75,12 +75,20 @@ def model_router(tmp_path_factory):
 
 
 @pytest.fixture
+def model_only(model_router):
+    """The session's model and decider with the cascade off: every decision is the model's."""
+    from llmrouter.router import Router
+
+    return Router(model_router.config.with_router(cascade=False, cache=False), decider=model_router.decider)
+
+
+@pytest.fixture
 def cached_router(model_router, tmp_path):
     """The session's model and decider with a fresh decision cache in tmp_path."""
     from llmrouter.cache import DecisionCache
     from llmrouter.router import Router
 
-    cfg = model_router.config.with_router(cache=True, cache_dir=str(tmp_path / "decisions"))
+    cfg = model_router.config.with_router(cache=True, cache_dir=str(tmp_path / "decisions"), cascade=False)
     router = Router(cfg, decider=model_router.decider, cache=DecisionCache(tmp_path / "decisions"))
     router.model_sha256 = model_router.model_sha256
     yield router

@@ -66,7 +66,8 @@ def run(
             with tempfile.TemporaryDirectory() as tmp:
                 from llmrouter.cache import DecisionCache
 
-                cached = Router(cfg.with_router(cache=True), decider=d, cache=DecisionCache(Path(tmp)))
+                cached = Router(cfg.with_router(cache=True, cascade=False), decider=d,
+                                cache=DecisionCache(Path(tmp)))  # the model decides, the cache keeps it
                 cached.model_sha256 = router.model_sha256
                 run_["cache_hit"] = bm.measure_cache_hit(cached, texts[0])
                 cached.close()

@@ -59,7 +59,9 @@ def base_prompts(data: str | None) -> list[str]:
 
 def write_config(config_path: str | None, emu_url: str, cache_dir: Path, workers: int, path: Path) -> None:
     data = Config.load(config_path).to_dict()
-    data["router"].update(cache=True, cache_dir=str(cache_dir), workers=workers)
+    data["router"].update(cache=True, cache_dir=str(cache_dir))
+    if workers > 1:
+        data["router"]["workers"] = workers
     data["targets"] = {n: {"provider": "openai", "model": n, "base_url": f"{emu_url}/{n}/v1"} for n in ("a", "b")}
     names = [r["name"] for r in data["routes"]]
     for route in data["routes"]:

@@ -45,6 +45,9 @@ class RouterSettings(Strict):
     # deciders working side by side, each with its own context (and `threads`): more than one
     # only pays where there are cores for them all
     workers: int = Field(1, ge=1, le=64)
+    # the cheap stage (a tuned head's, see head/cheap.py) decides first where it is sure; false:
+    # only when the model is busy past decide_wait_s
+    cascade: bool = True
     max_batch: int = Field(8, ge=1, le=64)  # requests waiting for the model decided in one pass
     max_request_tokens: int = Field(256, ge=16, le=32768)
     examples_per_route: int = Field(2, ge=0, le=50)

@@ -16,7 +16,7 @@ def decisions_dir(tmp_path, monkeypatch):
     cfg = tmp_path / "routes.toml"
     from llmrouter.config import Config
 
-    cfg.write_text(Config.load().with_router(cache_dir=str(tmp_path / "decisions")).to_toml())
+    cfg.write_text(Config.load().with_router(cache_dir=str(tmp_path / "decisions"), cascade=False).to_toml())
     return cfg
 
 

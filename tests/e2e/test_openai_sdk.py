@@ -23,6 +23,7 @@ def routed(model_router, emu):
     """The default route table and the real model, every route answered by emulated a, then b."""
     data = model_router.config.to_dict()
     data["router"]["cache"] = False
+    data["router"]["cascade"] = False  # the model decides every request
     data["targets"] = {n: {"provider": "openai", "model": f"{n}-model", "base_url": emu.base_url(n)} for n in "ab"}
     for route in data["routes"]:
         route["targets"] = ["a", "b"]

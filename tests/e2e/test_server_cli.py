@@ -82,7 +82,8 @@ def test_serve_answers_openai_clients(emu, tmp_path):
         r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
                        json={"model": "router", "messages": [{"role": "user", "content": "Write a limerick"}]})
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "a says: Write a limerick"
-        assert r.headers["x-llmrouter-source"] == "model"
+        source, decider = r.headers["x-llmrouter-source"], r.headers["x-llmrouter-decider"]
+        assert (source, decider) in {("model", "fitted:exit@24"), ("cheap", "cheap:chars")}
     finally:
         proc.terminate()
         proc.wait(10)

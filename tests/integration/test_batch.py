@@ -28,7 +28,7 @@ def test_a_batch_decides_as_one_request_at_a_time_does(model_router):
     together = d.decide_batch(TEXTS)
     assert [v.route for v in together] == [v.route for v in alone]
     for a, b in zip(alone, together):
-        assert b.decider == a.decider == "fitted" and b.request_tokens == a.request_tokens
+        assert b.decider == a.decider == "fitted:exit@24" and b.request_tokens == a.request_tokens
         assert b.scores == pytest.approx(a.scores, abs=0.02)  # float noise: cells sit elsewhere
     assert d.decide(TEXTS[1]).scores == pytest.approx(alone[1].scores, abs=1e-6)  # nothing left behind
 
