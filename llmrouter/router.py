@@ -71,7 +71,7 @@ class Router:
         deciders = [decider] if decider is not None else [build_decider(config, self.prompt)
                                                           for _ in range(settings.workers)]
         self.decider: Decider = deciders[0]
-        self.pool = DeciderPool(deciders, max_batch=settings.max_batch)
+        self.pool = DeciderPool(deciders, max_batch=settings.batch_limit)
         self.cheap: CheapStage = getattr(self.decider, "cheap_stage", None) or cheap_stage_for(self.table)
         self.model_sha256: str = getattr(self.decider, "model_id", "") or "custom"
         if cache is None and settings.cache:

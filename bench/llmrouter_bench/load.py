@@ -223,7 +223,7 @@ def run(config_path: str | None, levels: list[int], *, data: str | None = None, 
         "levels": levels_out,
         "settings": {"config": config_path or "default", "workers": workers, "decide_wait_s": decide_wait,
                      "tokens": tokens, "token_delay_s": token_delay, "mode": table.router.mode,
-                     "max_batch": table.router.max_batch, "threads": table.router.threads},
+                     "max_batch": table.router.batch_limit, "threads": table.router.threads},
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "note": "emulator, server and client share the cores"},
     }

@@ -48,7 +48,9 @@ class RouterSettings(Strict):
     # the cheap stage (a tuned head's, see head/cheap.py) decides first where it is sure; false:
     # only when the model is busy past decide_wait_s
     cascade: bool = True
-    max_batch: int = Field(8, ge=1, le=64)  # requests waiting for the model decided in one pass
+    # requests waiting for the model decided in one pass. 0: 8 with GPU offload, else 1 (on a
+    # CPU a batched pass costs more per request than one at a time: bench/results/batch_decisions.md)
+    max_batch: int = Field(0, ge=0, le=64)
     max_request_tokens: int = Field(256, ge=16, le=32768)
     examples_per_route: int = Field(2, ge=0, le=50)
     cache: bool = True
@@ -62,6 +64,11 @@ class RouterSettings(Strict):
         if v and v not in DECIDERS:
             raise ValueError(f"unknown decider {v!r} (known: {', '.join(sorted(DECIDERS))})")
         return v
+
+    @property
+    def batch_limit(self) -> int:
+        """The most requests one pass decides (max_batch, or its default for this hardware)."""
+        return self.max_batch or (8 if self.gpu_layers != 0 else 1)
 
     @property
     def decider_kind(self) -> str:

@@ -80,8 +80,9 @@ class LlamaDecider:
         self.settings, self.table, self.prompt, self.model_id = settings, table, prompt, model_id
         self.mode = settings.mode
         self.tap = LayerTap((), 0)  # armed only while a request is evaluated for a head
-        # room for max_batch requests, each with one sequence per branch of the route trie at most
-        self.n_seq_max = min(MAX_SEQUENCES, 1 + settings.max_batch * len(table.names)) if settings.max_batch > 1 else 1
+        # the prefix's sequence and one per request of a batch (a table whose route names share
+        # first tokens needs more per request: its batches get fewer requests)
+        self.n_seq_max = min(MAX_SEQUENCES, 1 + settings.batch_limit) if settings.batch_limit > 1 else 1
         self.llm = load_llama(model_path, n_ctx=settings.context_size, n_threads=settings.threads,
                               n_threads_batch=settings.threads_batch, n_batch=settings.batch_size,
                               gpu_layers=settings.gpu_layers, eval_callback=self.tap.callback,
@@ -366,7 +367,7 @@ class LlamaDecider:
         paths = [] if exit_at is not None else self.branches
         max_tokens, n_seq = self.multi.limits
         sizes = [len(req) + len(self.suffix) + sum(len(p) for p in paths) for req, _ in encoded]
-        groups = pack(sizes, max_tokens, min(self.settings.max_batch, (n_seq - 1) // (1 + len(paths))))
+        groups = pack(sizes, max_tokens, min(self.settings.batch_limit, (n_seq - 1) // (1 + len(paths))))
         out: list[Verdict | None] = [None] * len(texts)
         for group in groups:
             if len(group) == 1:

@@ -6,8 +6,17 @@ from __future__ import annotations
 import pytest
 
 from llmrouter.quality import tune as tn
+from llmrouter.router import Router
 
 pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def batching(default_config):
+    """The default table on a decider built for batches of 8 (on a CPU the default is 1)."""
+    router = Router(default_config.with_router(cache=False, max_batch=8))
+    yield router
+    router.close()
 TEXTS = [
     "hi!",
     "Write a Python function that merges two sorted lists.",
@@ -21,8 +30,8 @@ TEXTS = [
 ]
 
 
-def test_a_batch_decides_as_one_request_at_a_time_does(model_router):
-    d = model_router.decider
+def test_a_batch_decides_as_one_request_at_a_time_does(batching):
+    d = batching.decider
     assert d.multi is not None and d.n_seq_max > len(TEXTS)
     alone = [d.decide(t) for t in TEXTS]
     together = d.decide_batch(TEXTS)
@@ -33,8 +42,8 @@ def test_a_batch_decides_as_one_request_at_a_time_does(model_router):
     assert d.decide(TEXTS[1]).scores == pytest.approx(alone[1].scores, abs=1e-6)  # nothing left behind
 
 
-def test_a_batch_of_one_and_an_oversized_mix_take_the_right_paths(model_router):
-    d = model_router.decider
+def test_a_batch_of_one_and_an_oversized_mix_take_the_right_paths(batching):
+    d = batching.decider
     one = d.decide_batch(TEXTS[:1])
     assert one[0].scores == pytest.approx(d.decide(TEXTS[0]).scores, abs=1e-6)
     long = "Summarize this: " + "the committee reviewed the plan again and again. " * 60  # near the token cap
@@ -43,8 +52,8 @@ def test_a_batch_of_one_and_an_oversized_mix_take_the_right_paths(model_router):
     assert mixed[0].truncated and mixed[0].request_tokens == d.settings.max_request_tokens
 
 
-def test_an_early_exit_head_batches_too(model_router, tmp_path_factory):
-    d = model_router.decider
+def test_an_early_exit_head_batches_too(batching, tmp_path_factory):
+    d = batching.decider
     feats, _ = tn.observe(d, TEXTS, cache_dir=tmp_path_factory.mktemp("features"))
     y = __import__("numpy").arange(len(TEXTS)) % len(d.table.names)
     head = tn.fit(tn.Spec("fitted", ("mean@16", "last@16"), 0.1), tn.Observed(feats, y), d.table.names,

@@ -57,3 +57,11 @@ def test_a_targets_own_max_retries_wins_over_the_tables():
     assert Config.from_dict(cfg.to_dict()).targets["a"].max_retries == 0  # round-trips
     with pytest.raises(ConfigError, match="max_retries"):
         Config.from_dict({**BASE, "targets": {"a": {**BASE["targets"]["a"], "max_retries": -1}}})
+
+
+def test_batches_are_on_by_default_only_with_gpu_offload():
+    from llmrouter.config import RouterSettings
+
+    assert RouterSettings().batch_limit == 1  # a CPU: a batched pass costs more per request
+    assert RouterSettings(gpu_layers=-1).batch_limit == 8
+    assert RouterSettings(max_batch=4).batch_limit == 4
