@@ -37,7 +37,7 @@ from llmrouter.config import Config
 
 SOURCES = ("model", "cheap", "rule", "cache", "default")
 PINNED_EVERY, REPEAT_EVERY = (0, 5), (2,)  # i % 10 in these: pinned; repeated
-WARM = 10  # prompts decided (and cached) before the levels run
+WARM = 20  # prompts decided before the levels run (those the model decided are cached)
 
 
 def free_port() -> int:
@@ -149,7 +149,7 @@ def level_jobs(level: int, n: int, prompts: list[str], warm: list[str], routes: 
             jobs.append((f"[c{level} #{i}] {prompts[i % len(prompts)][:300]}",
                          {"x-llmrouter-pin": routes[i % len(routes)]}))
         elif i % 10 in REPEAT_EVERY:
-            jobs.append((warm[i % len(warm)], {}))
+            jobs.append((warm[(i // 10) % len(warm)], {}))
         else:
             jobs.append((f"[c{level} #{i}] {prompts[i % len(prompts)][:300]}", {}))
     return jobs
@@ -179,7 +179,8 @@ def summarize(level: int, routed: list[dict[str, Any]], wall: float, direct: lis
 async def sweep(emu_url: str, srv_url: str, levels: list[int], prompts: list[str], routes: list[str],
                 expect: str, per_level: Callable[[int], int], progress: Callable[[str], None]) -> list[dict[str, Any]]:
     warm = [f"[warm #{i}] {prompts[(i * 7) % len(prompts)][:300]}" for i in range(WARM)]
-    await wave(f"{srv_url}/v1/chat/completions", "router", [(w, {}) for w in warm], expect, 1)
+    decided, _ = await wave(f"{srv_url}/v1/chat/completions", "router", [(w, {}) for w in warm], expect, 1)
+    warm = [w for w, r in zip(warm, decided) if r.get("source") == "model"] or warm  # the ones now cached
     out = []
     for level in levels:
         jobs = level_jobs(level, per_level(level), prompts, warm, routes)
@@ -223,7 +224,7 @@ def run(config_path: str | None, levels: list[int], *, data: str | None = None, 
         "levels": levels_out,
         "settings": {"config": config_path or "default", "workers": workers, "decide_wait_s": decide_wait,
                      "tokens": tokens, "token_delay_s": token_delay, "mode": table.router.mode,
-                     "max_batch": table.router.batch_limit, "threads": table.router.threads},
+                     "max_batch": getattr(table.router, "batch_limit", 1), "threads": table.router.threads},
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "note": "emulator, server and client share the cores"},
     }

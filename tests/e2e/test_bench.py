@@ -53,3 +53,22 @@ def test_breakeven_through_the_server(tmp_path):
     assert b["baseline_target"] == "frontier"
     assert b["cost_per_1k_routed"] <= b["cost_per_1k_baseline"]
     assert "router tax p50" in breakeven.markdown(b)
+
+
+def test_bench_under_load_reports_who_decided_at_each_level(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--concurrency", "1,16", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "load.json").read_text())
+    assert [lv["concurrency"] for lv in data["levels"]] == [1, 16]
+    for lv in data["levels"]:
+        assert lv["outcomes"] == {"ok": lv["requests"]}  # every request one complete answer
+        assert sum(lv["decided"].values()) == lv["requests"] and lv["decided"]["default"] == 0
+        assert lv["decided"]["rule"] == lv["requests"] // 5  # the pinned ones, never the default route
+        assert lv["decided"]["cache"] > 0 and lv["decided"]["model"] > 0
+        assert lv["decisions_per_s"] > 0 and lv["added_p50_ms"] is not None
+    assert "| 16 | 40 |" in (tmp_path / "load.md").read_text() and (tmp_path / "load.png").stat().st_size > 1000
+
+
+def test_bad_concurrency_is_a_clean_error():
+    r = CliRunner().invoke(app, ["bench", "--concurrency", "8,lots"])
+    assert r.exit_code == 1 and "--concurrency takes positive numbers" in r.output
