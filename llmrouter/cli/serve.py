@@ -16,12 +16,12 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     deadline: float | None = typer.Option(None, min=0.1,
                                           help="Seconds each request may take, retries and fallbacks included. "
-                                          "Default: the table's [fallback] deadline_s (60)."),
+                                          "Default: the table's \\[fallback] deadline_s (60)."),
     max_retries: int | None = typer.Option(None, min=0, help="Retries per target for retryable failures. "
-                                           "Default: the table's [fallback] max_retries (2)."),
+                                           "Default: the table's \\[fallback] max_retries (2)."),
     decide_wait: float | None = typer.Option(None, min=0, help="Longest wait for the busy router model before a "
                                              "request takes the cheap stage's decision (0: always wait). "
-                                             "Default: the table's [fallback] decide_wait_s, else 5."),
+                                             "Default: the table's \\[fallback] decide_wait_s, else 5."),
     max_body_mb: float = typer.Option(4.0, min=0.01, help="Largest request body accepted, in MiB."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:

@@ -204,7 +204,7 @@ async def feedback(request: HTTPRequest) -> JSONResponse:
         return HTTPError(413, "feedback body is larger than 64 KiB", code="body_too_large").response()
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return HTTPError(400, "feedback body is not valid JSON", code="invalid_json").response()
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         return HTTPError(400, "feedback needs {\"id\": \"<response id>\", \"score\": 0..1}",

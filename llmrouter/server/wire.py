@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse
 
@@ -21,6 +21,7 @@ from llmrouter.fallback import safe_log, summarize_attempts
 from llmrouter.types import Attempt, Completion, Decision, _first_error
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64  # JSON nesting a chat body may have (OpenAI's own bodies need a handful of levels)
 # Keys that would let a request choose where or how llmrouter connects: refused, not ignored,
 # so a client that expected them to work learns at once that they do not.
 REFUSED_KEYS = ("base_url", "api_base", "api_key", "endpoint", "url", "headers", "extra_headers", "organization")
@@ -43,6 +44,15 @@ class ChatBody(BaseModel):
     tools: list[dict[str, Any]] | None = None
     stream_options: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_functions(cls, tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for i, tool in enumerate(tools or []):
+            fn = tool.get("function")
+            if fn is not None and not (isinstance(fn, dict) and isinstance(fn.get("name", ""), str)):
+                raise ValueError(f"tools[{i}].function must be an object with a string `name`")
+        return tools
 
     def params(self) -> dict[str, Any]:
         """The chat parameters for the targets (FORWARDED filters them again)."""
@@ -109,6 +119,10 @@ async def read_body(request: HTTPRequest, max_body_bytes: int) -> ChatBody:
         raise HTTPError(400, "request body is not UTF-8", code="invalid_json") from None
     except ValueError as exc:
         raise HTTPError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # deeper than Python's parser goes
+        raise HTTPError(400, f"request body is nested more than {MAX_DEPTH} levels deep", code="invalid_json") from None
+    if _deeper_than(data, MAX_DEPTH):
+        raise HTTPError(400, f"request body is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
     if not isinstance(data, dict):
         raise HTTPError(400, "request body must be a JSON object", code="invalid_json")
     refused = [k for k in REFUSED_KEYS if k in data]
@@ -126,6 +140,18 @@ async def read_body(request: HTTPRequest, max_body_bytes: int) -> ChatBody:
         raise HTTPError(400, _first_error(exc), code="invalid_request") from None
 
 
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether JSON `data` nests objects or arrays more than `limit` levels (no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 def _no_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON does not, and no target would either.
     raise ValueError(f"{name} is not valid JSON")
@@ -140,9 +166,14 @@ def http_metadata(headers: Any, metadata: dict[str, Any] | None, tools: list[Any
         if value:
             meta[name] = value
     if tools:
-        meta["tools"] = [str((t.get("function") or {}).get("name") or t.get("name") or "") if isinstance(t, dict)
-                         else "" for t in tools]
+        meta["tools"] = [_tool_name(t) for t in tools]
     return meta
+
+
+def _tool_name(tool: Any) -> str:
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else (tool.get("name") if isinstance(tool, dict) else None)
+    return name if isinstance(name, str) else ""
 
 
 def deadline(request: HTTPRequest, cap: float) -> float:

@@ -80,3 +80,8 @@ def test_models_list_shows_the_default_pulled():
 def test_unknown_model_is_a_clean_error(decisions_dir):
     r = runner.invoke(app, ["route", "--model", "no-such-model", "-c", str(decisions_dir), "hi"])
     assert r.exit_code == 1 and "unknown model" in r.output and "Traceback" not in r.output
+
+
+def test_serve_help_keeps_the_section_names():
+    r = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "[fallback] deadline_s" in r.output and r.output.count("[fallback]") == 3

@@ -145,12 +145,26 @@ def test_a_concrete_model_bypasses_routing(server, emu, fake_router):
      400, "unsupported_parameter"),
     (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], "api_key": "sk-mine"}',
      400, "unsupported_parameter"),
+    # once 500s: a tool whose function is not an object, and a body nested past the parser's depth
+    (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], '
+     b'"tools": [{"type": "function", "function": "oops"}]}', 400, "invalid_request"),
+    (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], '
+     b'"tools": [{"type": "function", "function": ["a", "b"]}]}', 400, "invalid_request"),
+    (b'{"model": "router", "messages": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400, "invalid_json"),
+    (b'{"model": "router", "messages": [{"role": "user", "content": "hi"}], "metadata": '
+     + b'{"a": ' * 70 + b"1" + b"}" * 70 + b"}", 400, "invalid_json"),
 ])
 def test_bad_requests_get_a_clear_openai_style_4xx(server, emu, payload, status, code):
     r = server.post("/v1/chat/completions", content=payload, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     assert error_of(r)["code"] == code and error_of(r)["type"] == "invalid_request_error"
     assert not emu.seen()
+
+
+def test_deeply_nested_feedback_is_a_400_and_the_server_still_answers(server):
+    r = server.post("/v1/feedback", content=b"[" * 30_000 + b"]" * 30_000, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_json"
+    assert server.get("/healthz").status_code == 200
 
 
 def test_oversize_bodies_are_refused_with_413(server, emu):
