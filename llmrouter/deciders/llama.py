@@ -246,24 +246,11 @@ class LlamaDecider:
         if not states:
             self.llm.eval(toks)
             return None, {}
-        if len(toks) > self.settings.batch_size:
-            raise DeciderError("request and suffix do not fit one batch; raise [router] batch_size")
         lib, llm = self._lib, self.llm
         lib.llama_set_embeddings(self._ctx, True)
-        taken: dict[int, np.ndarray] = {}
         try:
-            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
             # every token marked as an output: llama.cpp needs them all for embeddings
-            llm._batch.set_batch(batch=toks, n_past=llm.n_tokens, logits_all=True)
-            if layers:
-                self.tap.arm(layers)
-            try:
-                llm._ctx.decode(llm._batch)
-            finally:
-                taken = self.tap.disarm()
-            missing = [x for x in layers if x not in taken or len(taken[x]) != len(toks)]
-            if missing:
-                raise DeciderError(f"llama.cpp gave no states for layer(s) {missing}")
+            taken = self._decode_tapped(toks, layers, all_outputs=True)
             llm.input_ids[llm.n_tokens: llm.n_tokens + len(toks)] = toks
             llm.n_tokens += len(toks)
             ptr = lib.llama_get_embeddings(self._ctx)
@@ -431,12 +418,18 @@ class LlamaDecider:
         deepest. Only the last token is an output, so every layer below the model's last holds
         all rows. The request's KV cells stay incomplete: n_tokens is not advanced, so the next
         pass drops them."""
+        return self._decode_tapped(toks, layers, all_outputs=False, stop=True)
+
+    def _decode_tapped(self, toks: list[int], layers: tuple[int, ...], *, all_outputs: bool, stop: bool = False
+                       ) -> dict[int, np.ndarray]:
+        """Decode `toks` after llm.n_tokens in one batch with the taps armed on `layers`; their
+        rows (all of them, or DeciderError)."""
         if len(toks) > self.settings.batch_size:
             raise DeciderError("request and suffix do not fit one batch; raise [router] batch_size")
         llm = self.llm
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
-        llm._batch.set_batch(batch=toks, n_past=llm.n_tokens, logits_all=False)
-        self.tap.arm(layers, stop=True)
+        llm._batch.set_batch(batch=toks, n_past=llm.n_tokens, logits_all=all_outputs)
+        self.tap.arm(layers, stop=stop)
         try:
             llm._ctx.decode(llm._batch)
         finally:
