@@ -52,9 +52,11 @@ class _Stderr:
         return sys.stderr.isatty()
 
 
-def configure(fmt: str | None = None, level: str | None = None, stream: Any = None) -> None:
+def configure(fmt: str | None = None, level: str | None = None, stream: Any = None, *, stdlib: bool = False) -> None:
     """Configure structlog. fmt: "json", "console" or None (console on a terminal, else JSON);
-    stream: where lines go (default: whatever sys.stderr is at the time of each line)."""
+    stream: where lines go (default: whatever sys.stderr is at the time of each line). With
+    `stdlib`, the standard library's loggers (uvicorn's error and access logs, httpx...) are
+    rendered the same way, through the same redaction."""
     global _configured
     fmt = fmt or os.environ.get("LLMROUTER_LOG_FORMAT")
     stream = stream or _Stderr()
@@ -66,14 +68,15 @@ def configure(fmt: str | None = None, level: str | None = None, stream: Any = No
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if stdlib:
+        _route_stdlib(shared, renderer, stream, level_name)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_processor,
-            renderer,
-        ],
+        processors=[*shared, redact_processor, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level_name, logging.INFO)
         ),
@@ -81,6 +84,23 @@ def configure(fmt: str | None = None, level: str | None = None, stream: Any = No
         cache_logger_on_first_use=False,
     )
     _configured = True
+
+
+def _route_stdlib(shared: list[Any], renderer: Any, stream: Any, level_name: str) -> None:
+    """One root handler that renders stdlib records like structlog's events (tracebacks as text,
+    then redacted); library loggers that set up their own handlers hand them over to it."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.processors.format_exc_info],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_processor, renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.getLevelNamesMapping().get(level_name, logging.INFO))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers, lg.propagate = [], True
 
 
 def get_logger(name: str = "llmrouter") -> Any:

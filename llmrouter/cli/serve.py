@@ -23,13 +23,20 @@ def serve(
                                              "request takes the cheap stage's decision (0: always wait). "
                                              "Default: the table's \\[fallback] decide_wait_s, else 5."),
     max_body_mb: float = typer.Option(4.0, min=0.01, help="Largest request body accepted, in MiB."),
-    log_level: str = typer.Option("warning", help="uvicorn log level."),
+    log_level: str = typer.Option("info", help="Log level (also LLMROUTER_LOG_LEVEL); the format follows "
+                                  "LLMROUTER_LOG_FORMAT=json|console."),
 ) -> None:
     """Serve an OpenAI-compatible API (base_url http://HOST:PORT/v1) that routes every request."""
+    import os
+
     import uvicorn
 
+    from llmrouter import log as logmod
     from llmrouter.router import Router
     from llmrouter.server import create_app
+
+    # one log for llmrouter and uvicorn: structlog's format, redaction on, no request text
+    logmod.configure(level=os.environ.get("LLMROUTER_LOG_LEVEL") or log_level, stdlib=True)
 
     router = Router.from_config(config)
     fb = router.config.fallback
@@ -38,5 +45,5 @@ def serve(
     policy = fb.with_overrides(deadline_s=deadline, max_retries=max_retries)
     policy = policy.model_copy(update={"decide_wait_s": decide_wait or None})
     web = create_app(router, policy=policy, max_body_bytes=int(max_body_mb * 1024 * 1024))
-    typer.secho(f"llmrouter: OpenAI-compatible API on http://{host}:{port}/v1 (model='router')", err=True)
-    uvicorn.run(web, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    logmod.get_logger("llmrouter").info("serving", base_url=f"http://{host}:{port}/v1", model="router")
+    uvicorn.run(web, host=host, port=port, log_config=None, log_level=log_level.lower(), timeout_graceful_shutdown=5)

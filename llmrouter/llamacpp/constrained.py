@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -86,29 +85,39 @@ class ConstrainedGenerator:
 
 
 def load_or_build_index(regex: str, vocabulary: Any, model_id: str) -> Any:
-    """An outlines_core Index, cached on disk by model, regex and outlines_core version."""
+    """An outlines_core Index, cached on disk by model, regex and outlines_core version, as
+    outlines_core's own binary form (Index.from_binary: data, never pickle)."""
     import outlines_core
     from outlines_core import Index
 
     version = getattr(outlines_core, "__version__", "?")
     key = hashlib.sha256(f"{model_id}\0{regex}\0{version}".encode()).hexdigest()[:24]
-    path = index_dir() / f"{key}.index"
+    path = index_dir() / f"{key}.bin"
     if path.is_file():
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f)  # our own file in the user cache, written below
-        except Exception:
+            return Index.from_binary(path.read_bytes())
+        except Exception:  # damaged or from another version: build it again
             path.unlink(missing_ok=True)
     index = Index(regex, vocabulary)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(index, f)
-        os.replace(tmp, path)
-    except (OSError, pickle.PicklingError, TypeError):
-        pass
+    data = _binary(index)
+    if data is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache we cannot write only costs the next process the build
     return index
+
+
+def _binary(index: Any) -> bytes | None:
+    """The Index's serialized form: outlines_core reduces it to (Index.from_binary, (bytes,))."""
+    reduced = index.__reduce__()
+    fn, args = reduced[0], reduced[1]
+    if getattr(fn, "__name__", "") == "from_binary" and len(args) == 1 and isinstance(args[0], bytes):
+        return args[0]
+    return None
 
 
 __all__ = ["ConstrainedGenerator", "load_or_build_index"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import traceback
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,8 @@ async def chat(request: HTTPRequest) -> Response:
         err = wire.http_error(exc)
         status = err.status
         if err.status >= 500 and not isinstance(exc, ProviderError):
-            safe_log("exception", "server_error", error=str(exc))
+            # where it failed, never what it said: an exception's message may quote the request
+            safe_log("error", "server_error", error_type=type(exc).__name__, frames=frames_of(exc))
         metrics.request(route, "", f"http_{err.status}")
         metrics.error(route, req, err.status)
         return err.response()
@@ -154,6 +156,11 @@ async def chat(request: HTTPRequest) -> Response:
         metrics.in_flight -= 1
         # for a stream, the time to its first token; else to the whole answer
         metrics.response_started(time.perf_counter() - t0, status)
+
+
+def frames_of(exc: BaseException, last: int = 8) -> list[str]:
+    """The innermost frames of an exception's traceback as "file:line function" (no values)."""
+    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)][-last:]
 
 
 async def _streamed(metrics: ServerMetrics, stream: CompletionStream, req: Request, include_usage: bool,

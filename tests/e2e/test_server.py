@@ -208,6 +208,37 @@ def test_no_body_makes_the_server_answer_500(server, body):
         error_of(r)
 
 
+HEADER_VALUE = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip)
+HEADERS = st.dictionaries(
+    st.sampled_from(["x-llmrouter-tier", "x-llmrouter-key", "x-llmrouter-pin", "x-llmrouter-surface",
+                     "x-llmrouter-session", "x-llmrouter-deadline", "x-llmrouter-language", "content-type",
+                     "authorization", "x-anything"]), HEADER_VALUE, max_size=5)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(headers=HEADERS, deep=st.integers(0, 3))
+def test_no_headers_make_the_server_answer_500(server, headers, deep):
+    body = {**HELLO, "metadata": {"k": 1} if deep else None}
+    r = server.post("/v1/chat/completions", json=body, headers=headers)
+    assert r.status_code < 500, r.text
+    assert server.get("/healthz").status_code == 200
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSON | st.fixed_dictionaries({}, optional={"id": JSON | st.text(max_size=10), "score": JSON}))
+def test_no_feedback_body_makes_the_server_answer_500(server, body):
+    r = server.post("/v1/feedback", json=body)
+    assert r.status_code < 500, r.text
+    assert r.status_code == 202 or error_of(r)["type"] == "invalid_request_error"
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3), headers=HEADERS)
+def test_models_always_answers(server, query, headers):
+    r = server.get("/v1/models", params=query, headers=headers)
+    assert r.status_code == 200 and r.json()["data"][0]["id"] == "router"
+
+
 def test_models_health_and_metrics(server, emu):
     ids = [m["id"] for m in server.get("/v1/models").json()["data"]]
     assert ids[:2] == ["router", "router:default"] and {"a", "b", "claude", "vision", "text"} <= set(ids)

@@ -3,6 +3,7 @@ with every route answered by emulated targets."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,32 @@ def test_serve_answers_openai_clients(emu, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_logs_json_through_llmrouter_without_request_text(emu, tmp_path):
+    secret, text = "sk-live-ABCDEFGHIJKLMNOPQRST", "the quarterly numbers nobody may see"
+    port = free_port()
+    env = {**os.environ, "LLMROUTER_LOG_FORMAT": "json", "LLMROUTER_LOG_LEVEL": "info"}
+    proc = subprocess.Popen([sys.executable, "-c", "from llmrouter.cli import main; main()", "serve",
+                             "-c", str(routes_file(emu, tmp_path)), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url, t0 = f"http://127.0.0.1:{port}", time.monotonic()
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() - t0 < 30, "llmrouter serve did not come up"
+                time.sleep(0.1)
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                       json={"model": "router", "messages": [{"role": "user", "content": f"{text} {secret}"}]})
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=10)[1].decode()
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line JSON
+    assert {"decision", "completion"} <= {e.get("event") for e in lines}
+    assert any(e.get("logger") == "uvicorn.access" for e in lines) and any(e.get("logger") == "uvicorn.error" for e in lines)
+    assert text not in err and secret not in err
