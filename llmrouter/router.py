@@ -121,18 +121,18 @@ class Router:
             decision = self._from_model(req.text, explain, use_cache, t0)
         return self._finish(req, pre, decision)
 
-    async def adecide(self, request: Request) -> Decision:
+    async def adecide(self, request: Request, allowed: tuple[str, ...] | None = None) -> Decision:
         """decide(request) without blocking the event loop, and without waiting for the model
         unless the model is needed: rules, pins, stickiness, the cache and a confident cheap
         stage decide on the loop. The rest queue for the model (decided in batches, see
         deciders/pool.py); one that waits longer than `decide_wait_s` gets the cheap stage's
-        decision instead, with the reason."""
+        decision instead, with the reason. `allowed`: the only routes the caller may get."""
         t0 = time.perf_counter()
         req = Request.of(request)
         pre, decision = self._without_model(req, False, True, t0)
         if decision is None:
             decision = await self._afrom_model(req.text, t0)
-        return self._finish(req, pre, decision)
+        return self._finish(req, pre, decision, allowed)
 
     def _without_model(self, req: Request, explain: bool, use_cache: bool, t0: float
                        ) -> tuple[PreDecision | None, Decision | None]:
@@ -150,9 +150,12 @@ class Router:
                 return pre, self._cheap_decision(scores, None, t0)
         return pre, None
 
-    def _finish(self, req: Request, pre: PreDecision | None, decision: Decision) -> Decision:
+    def _finish(self, req: Request, pre: PreDecision | None, decision: Decision,
+                allowed: tuple[str, ...] | None = None) -> Decision:
         if pre is not None and pre.allowed is not None and decision is not pre.decision:
             decision = restrict(decision, pre.allowed, self.table.default_route)
+        if allowed and decision.route not in allowed:
+            decision = restrict(decision, allowed, self.table.default_route)
         decision = self.policy.after(req, decision)
         self._log(decision, decision_log_fields(req, self.config))
         return decision
@@ -288,14 +291,14 @@ class Router:
         )
 
     # --- answering -----------------------------------------------------------------------
-    async def plan(self, request: Any, model: str | None = None) -> Plan:
+    async def plan(self, request: Any, model: str | None = None, allowed: tuple[str, ...] | None = None) -> Plan:
         """What answering `request` means: its decision and targets; a `model` naming a target (or
-        a target's model id) bypasses routing."""
+        a target's model id) bypasses routing. `allowed`: the routes the decision must stay in."""
         from llmrouter.completion import Plan
 
         req = Request.of(request)
         if model is None or model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
-            decision = await self.adecide(req)
+            decision = await self.adecide(req, allowed)
             return Plan(req, decision, self.table.targets_of(decision.route), decision.route)
         targets = self.config.targets
         named = (model,) if model in targets else tuple(n for n, t in targets.items() if t.model == model)
@@ -304,9 +307,9 @@ class Router:
         return Plan(req, None, named, f"model:{model}")
 
     async def acomplete(self, request: Any, *, model: str | None = None, deadline_s: float | None = None,
-                        **params: Any) -> Completion:
+                        allowed: tuple[str, ...] | None = None, **params: Any) -> Completion:
         """Route `request` and return the answer (a Completion)."""
-        return await self.answers.complete(await self.plan(request, model), params, deadline_s)
+        return await self.answers.complete(await self.plan(request, model, allowed), params, deadline_s)
 
     def complete(self, request: Any, **kw: Any) -> Completion:
         """The blocking form of `acomplete`, for scripts and notebooks."""
@@ -322,9 +325,9 @@ class Router:
         return done
 
     async def open_stream(self, request: Any, *, model: str | None = None, deadline_s: float | None = None,
-                          **params: Any) -> CompletionStream:
+                          allowed: tuple[str, ...] | None = None, **params: Any) -> CompletionStream:
         """Route `request` and start streaming; raises before any chunk if no target could start."""
-        return await self.answers.stream(await self.plan(request, model), params, deadline_s)
+        return await self.answers.stream(await self.plan(request, model, allowed), params, deadline_s)
 
     async def stream(self, request: Any, **kw: Any) -> AsyncIterator[StreamChunk]:
         """Route `request` and yield its answer's chunks as they arrive."""

@@ -5,9 +5,10 @@ docstring's first line is its help.
     route.py    route                models.py   models list|pull|rm     routes.py   routes check|show
     serve.py    serve                chat.py     chat                    bench.py    bench
     stats.py    stats                replay.py   replay                  quality.py  eval, tune
+    keys.py     keys create|list|revoke
 """
 
-from llmrouter.cli import bench, chat, models, quality, replay, route, routes, serve, stats  # noqa: F401  register
+from llmrouter.cli import bench, chat, keys, models, quality, replay, route, routes, serve, stats  # noqa: F401  register
 from llmrouter.cli.app import app, fail, main
 
 __all__ = ["app", "fail", "main"]

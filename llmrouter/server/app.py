@@ -17,11 +17,12 @@ a 500 (wire.py). The handlers are module functions; everything they share is the
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import traceback
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from llmrouter.errors import ProviderError, RequestError, UnknownModel
 from llmrouter.fallback import CircuitBreaker, safe_log
 from llmrouter.router import Router
 from llmrouter.server import wire
+from llmrouter.server.auth import KeyRecord, KeyStore, RequestRate, apply_grants, authenticate
 from llmrouter.server.metrics import ServerMetrics
 from llmrouter.server.wire import HTTPError
 from llmrouter.types import Request
@@ -53,6 +55,14 @@ class AppState:
     default: Router
     metrics: ServerMetrics
     max_body_bytes: int = wire.MAX_BODY_BYTES
+    keys: KeyStore | None = None  # None: no authentication (loopback or --insecure only)
+    rate: RequestRate = field(default_factory=RequestRate)
+
+    def caller(self, request: HTTPRequest, count: bool = False) -> KeyRecord | None:
+        """The authenticated key (None without keys); raises 401, or 429 when `count`ed past its rate."""
+        if self.keys is None:
+            return None
+        return authenticate(self.keys, self.rate if count else None, request.headers)
 
     def pick(self, model: str) -> Router:
         """The router a request's `model` names: router:<table>, else the default table's."""
@@ -74,9 +84,10 @@ def table_name(router: Router) -> str:
 
 
 def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, policy: FallbackPolicy | None = None,
-               max_body_bytes: int = wire.MAX_BODY_BYTES) -> Starlette:
+               max_body_bytes: int = wire.MAX_BODY_BYTES, keys: KeyStore | None = None) -> Starlette:
     """The server for `router` (and more route tables in `tables`, reachable as router:<name>);
-    `policy` replaces the tables' own [fallback] settings."""
+    `policy` replaces the tables' own [fallback] settings; with `keys`, every endpoint but
+    /healthz needs an API key (server/auth.py)."""
     routers = {table_name(router): router, **(tables or {})}
     metrics = ServerMetrics({s for r in routers.values() for s in r.config.policy.surfaces})
     for r in routers.values():
@@ -95,7 +106,7 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
-    app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes)
+    app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes, keys)
     return app
 
 
@@ -118,16 +129,25 @@ async def chat(request: HTTPRequest) -> Response:
     metrics.in_flight += 1
     route, status, req = "", 200, None
     try:
+        key = state.caller(request, count=True)
         body = await wire.read_body(request, state.max_body_bytes)
+        router = state.pick(body.model)
+        meta = wire.http_metadata(request.headers, body.metadata, body.tools)
+        allowed = None
+        if key is not None:
+            routed = body.model == ROUTER_MODEL or body.model.startswith(ROUTER_MODEL + ":")
+            pin = meta.get("pin")
+            meta = apply_grants(key, meta, pin if isinstance(pin, str) else None, body.model, routed,
+                                router.config.targets)
+            allowed = tuple(key.routes) or None
         try:
-            req = Request.of({"messages": body.messages,
-                              "metadata": wire.http_metadata(request.headers, body.metadata, body.tools)})
+            req = Request.of({"messages": body.messages, "metadata": meta})
         except RequestError as exc:
             raise HTTPError(400, exc.message, code="invalid_request") from None
         deadline = wire.deadline(request, state.default.fallback.deadline_s)
-        router = state.pick(body.model)
         if body.stream:
-            stream = await router.open_stream(req, model=body.model, deadline_s=deadline, **body.params())
+            stream = await router.open_stream(req, model=body.model, deadline_s=deadline, allowed=allowed,
+                                              **body.params())
             route = stream.route
             metrics.decision(stream.decision, req)
             include_usage = bool((body.stream_options or {}).get("include_usage"))
@@ -135,7 +155,7 @@ async def chat(request: HTTPRequest) -> Response:
                 _streamed(metrics, stream, req, include_usage, t0), media_type="text/event-stream",
                 headers={**wire.meta_headers(stream.decision, stream.target, stream.attempts),
                          "cache-control": "no-cache"})
-        done = await router.acomplete(req, model=body.model, deadline_s=deadline, **body.params())
+        done = await router.acomplete(req, model=body.model, deadline_s=deadline, allowed=allowed, **body.params())
         route = done.route or ""
         metrics.request(route, done.target, "ok")
         response_id = wire.new_id()
@@ -177,7 +197,21 @@ async def _streamed(metrics: ServerMetrics, stream: CompletionStream, req: Reque
         yield part
 
 
-async def models(request: HTTPRequest) -> JSONResponse:
+def keyed(handler: Callable[[HTTPRequest], Awaitable[Response]]) -> Callable[[HTTPRequest], Awaitable[Response]]:
+    """`handler` behind the API keys, when the server has them (401 in OpenAI's shape)."""
+    @functools.wraps(handler)
+    async def guarded(request: HTTPRequest) -> Response:
+        try:
+            state_of(request).caller(request)
+        except HTTPError as err:
+            return err.response()
+        return await handler(request)
+
+    return guarded
+
+
+@keyed
+async def models(request: HTTPRequest) -> Response:
     routers = state_of(request).routers
     now = int(time.time())
     data: list[dict[str, Any]] = [{"id": ROUTER_MODEL, "object": "model", "created": now, "owned_by": "llmrouter"}]
@@ -199,12 +233,14 @@ async def healthz(request: HTTPRequest) -> JSONResponse:
     return JSONResponse({"status": "ok", "tables": sorted(state.routers), "targets": targets})
 
 
-async def prometheus(request: HTTPRequest) -> PlainTextResponse:
+@keyed
+async def prometheus(request: HTTPRequest) -> Response:
     state = state_of(request)
     return PlainTextResponse(state.metrics.render(state.breakers()), media_type="text/plain; version=0.0.4")
 
 
-async def feedback(request: HTTPRequest) -> JSONResponse:
+@keyed
+async def feedback(request: HTTPRequest) -> Response:
     """POST /v1/feedback {"id": "<chat completion id>", "score": 0..1 (or true/false)}."""
     raw = await request.body()
     if len(raw) > 64 * 1024:

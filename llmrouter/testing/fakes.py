@@ -53,5 +53,5 @@ class FakeRouter(Router):
         route = req.metadata.get("route") or self.config.table.default_route
         return Decision(route=route, source="rule", confidence=1.0, reason="test router")
 
-    async def adecide(self, request: Request) -> Decision:
+    async def adecide(self, request: Request, allowed: tuple[str, ...] | None = None) -> Decision:
         return self.decide(request)

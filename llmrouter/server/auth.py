@@ -1,0 +1,212 @@
+"""API keys for the server: who is calling, and what they may do.
+
+A key looks like `llmr-<id>-<secret>`. The key file (JSON, written by `llmrouter keys`) holds per
+key only its id, a random salt and sha256(salt + secret) — never the secret — plus what the key
+carries: its tenant, tier, request rate, the routes and targets it may use, and whether it may
+pin a route, call a target directly (bypass routing), or act as a trusted gateway (whose
+`x-llmrouter-*` headers are believed). Secrets are 32 random bytes, so one salted hash is as
+strong as a slow one; comparison is constant-time, and an unknown id costs the same as a wrong
+secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from llmrouter.errors import ConfigError
+
+PREFIX = "llmr"
+_DUMMY_SALT = secrets.token_hex(16)
+
+
+class KeyRecord(BaseModel):
+    """One key as stored: no secret, only its salted hash."""
+
+    id: str
+    salt: str
+    hash: str
+    tenant: str = Field(min_length=1)
+    tier: str = ""
+    rpm: int = Field(0, ge=0)  # requests per minute (0: no limit)
+    routes: list[str] = Field(default_factory=list)  # routes it may be routed to (empty: all)
+    targets: list[str] = Field(default_factory=list)  # targets it may call directly (empty: all, if it may bypass)
+    may_pin: bool = False
+    may_bypass: bool = False
+    trusted_gateway: bool = False
+    revoked: bool = False
+    created: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant}/{self.id}"
+
+
+def _digest(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+class KeyStore:
+    """The key file: read, changed and written back atomically; `verify` checks a presented key."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(os.path.expanduser(str(path)))
+        self._lock = threading.Lock()
+        self._stamp = self._mtime()
+        self.keys: dict[str, KeyRecord] = self._read()
+
+    def _mtime(self) -> int:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def _refresh(self) -> None:
+        """Read the file again when another process (`llmrouter keys`) changed it."""
+        stamp = self._mtime()
+        if stamp != self._stamp:
+            with self._lock:
+                try:
+                    self.keys, self._stamp = self._read(), stamp
+                except ConfigError:
+                    pass  # half-written or damaged: keep the keys known so far
+
+    def _read(self) -> dict[str, KeyRecord]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+            return {k["id"]: KeyRecord(**k) for k in data.get("keys", [])}
+        except (OSError, ValueError, TypeError, KeyError, ValidationError) as exc:
+            raise ConfigError(f"{self.path} is not a key file: {exc}",
+                              hint="create keys with `llmrouter keys create --file PATH`") from None
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        body = {"version": 1, "keys": [k.model_dump() for k in self.keys.values()]}
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # hashes only, but still private
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f, indent=1)
+        os.replace(tmp, self.path)
+        self._stamp = self._mtime()
+
+    def create(self, tenant: str, **grants: object) -> tuple[str, KeyRecord]:
+        """A new key: the secret string (shown once) and its stored record."""
+        key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
+        record = KeyRecord(id=key_id, salt=salt, hash=_digest(salt, secret), tenant=tenant,
+                           created=time.time(), **grants)
+        with self._lock:
+            self.keys[key_id] = record
+            self._write()
+        return f"{PREFIX}-{key_id}-{secret}", record
+
+    def revoke(self, key_id: str) -> bool:
+        with self._lock:
+            record = self.keys.get(key_id)
+            if record is None:
+                return False
+            self.keys[key_id] = record.model_copy(update={"revoked": True})
+            self._write()
+            return True
+
+    def verify(self, presented: str) -> KeyRecord | None:
+        """The record of a valid, unrevoked key, else None (same work for every wrong key)."""
+        self._refresh()
+        parts = presented.split("-", 2)
+        ok_shape = len(parts) == 3 and parts[0] == PREFIX
+        record = self.keys.get(parts[1]) if ok_shape else None
+        salt, want = (record.salt, record.hash) if record is not None else (_DUMMY_SALT, "0" * 64)
+        got = _digest(salt, parts[2] if ok_shape else presented)
+        if hmac.compare_digest(got, want) and record is not None and not record.revoked:
+            return record
+        return None
+
+
+class RequestRate:
+    """Requests per key in the last minute (a sliding window); `admit` says when to retry."""
+
+    def __init__(self, window_s: float = 60.0, clock: object = time.monotonic) -> None:
+        self.window_s, self.clock = window_s, clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key_id: str, per_window: int) -> float | None:
+        """None when one more request fits `per_window`, else the seconds until one does."""
+        if per_window <= 0:
+            return None
+        with self._lock:
+            now = self.clock()  # type: ignore[operator]
+            seen = self._seen.setdefault(key_id, deque())
+            while seen and seen[0] <= now - self.window_s:
+                seen.popleft()
+            if len(seen) >= per_window:
+                return max(0.001, seen[0] + self.window_s - now)
+            seen.append(now)
+            return None
+
+
+# --- on the request path ----------------------------------------------------------------------
+PROTECTED = ("tier", "key", "pin", "surface")  # metadata that can raise spend or quality
+
+
+def bearer(headers: Mapping[str, str]) -> str:
+    value = headers.get("authorization", "")
+    return value[7:].strip() if value[:7].lower() == "bearer " else ""
+
+
+def authenticate(keys: KeyStore, rate: RequestRate | None, headers: Mapping[str, str]) -> KeyRecord:
+    """The caller's key record; 401 when the key is missing or unknown, 429 past its rate (when
+    `rate` counts this request)."""
+    from llmrouter.server.wire import HTTPError
+
+    token = bearer(headers)
+    record = keys.verify(token) if token else None
+    if record is None:
+        raise HTTPError(401, "missing or unknown API key: send `Authorization: Bearer <llmrouter key>` "
+                        "(create one with `llmrouter keys create`)", code="invalid_api_key")
+    wait = rate.admit(record.id, record.rpm) if rate is not None else None
+    if wait is not None:
+        raise HTTPError(429, f"this key's limit of {record.rpm} requests per minute is reached",
+                        kind="rate_limit_error", code="rate_limit_exceeded",
+                        headers={"retry-after": str(max(1, math.ceil(wait)))})
+    return record
+
+
+def apply_grants(record: KeyRecord, metadata: dict[str, object], client_pin: str | None,
+                 model: str, is_routed: bool, targets: Mapping[str, object]) -> dict[str, object]:
+    """The request's metadata as the key allows it: tier and key from the key, a pin only where
+    the key may pin, a named target only where it may bypass routing (else 403)."""
+    from llmrouter.server.wire import HTTPError
+
+    def refuse(message: str) -> HTTPError:
+        return HTTPError(403, message, kind="permission_error", code="not_allowed")
+
+    if not is_routed:
+        named = model if model in targets else next((n for n, t in targets.items() if getattr(t, "model", None) == model), model)
+        if not record.may_bypass or (record.targets and named not in record.targets):
+            raise refuse(f"this key may not call {model!r} directly: use model=\"router\"")
+    meta = dict(metadata)
+    if not record.trusted_gateway:
+        for name in PROTECTED:
+            meta.pop(name, None)
+        if client_pin:
+            if not record.may_pin:
+                raise refuse("this key may not pin a route (x-llmrouter-pin)")
+            meta["pin"] = client_pin
+        meta["key"] = record.id
+        if record.tier:
+            meta["tier"] = record.tier
+    meta["tenant"] = record.tenant
+    return meta
