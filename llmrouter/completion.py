@@ -111,6 +111,7 @@ class Answerer:
         meta = request.metadata
         log.info("completion", route=done.route, target=done.target,
                  surface=str(meta.get("surface") or "") or None, tier=str(meta.get("tier") or "") or None,
+                 tenant=str(meta.get("tenant") or "") or None,
                  prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, cost_usd=round(cost, 8),
                  latency_ms=round(done.latency_ms, 1), fallbacks=sum(1 for a in done.attempts if a.outcome == "failed"),
                  escalated_from=done.decision.escalated_from if done.decision else None)

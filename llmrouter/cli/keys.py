@@ -32,6 +32,8 @@ def create(
     tenant: str = typer.Option(..., help="Who the key belongs to (a label in metrics and logs)."),
     tier: str = typer.Option("", help="The key's tier (a [tiers] name of the route table)."),
     rpm: int = typer.Option(0, min=0, help="Requests per minute (0: no limit)."),
+    tpm: int = typer.Option(0, min=0, help="Prompt + completion tokens per minute (0: no limit)."),
+    budget: float = typer.Option(0.0, min=0, help="Total spend in USD, at the targets' prices (0: no limit)."),
     routes: str = typer.Option("", help="Comma-separated routes it may be routed to (default: all)."),
     targets: str = typer.Option("", help="Comma-separated targets it may call directly (with --may-bypass)."),
     may_pin: bool = typer.Option(False, "--may-pin", help="Let it pin a route with x-llmrouter-pin."),
@@ -41,7 +43,8 @@ def create(
     file: Optional[Path] = FileOpt,
 ) -> None:
     """Create a key; its secret is printed once and never stored."""
-    secret, record = _store(file).create(tenant, tier=tier, rpm=rpm, routes=_names(routes), targets=_names(targets),
+    secret, record = _store(file).create(tenant, tier=tier, rpm=rpm, tpm=tpm, budget_usd=budget,
+                                         routes=_names(routes), targets=_names(targets),
                                          may_pin=may_pin, may_bypass=may_bypass, trusted_gateway=trusted_gateway)
     typer.echo(secret)
     typer.secho(f"created key {record.id} for {record.tenant}: keep the line above, it is not stored", err=True)
@@ -53,11 +56,12 @@ def list_(file: Optional[Path] = FileOpt) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("id", "tenant", "tier", "rpm", "routes", "grants", "state")
+    t = Table("id", "tenant", "tier", "rpm", "tpm", "budget USD", "routes", "grants", "state")
     for k in _store(file).keys.values():
         grants = ", ".join(g for g, on in (("pin", k.may_pin), ("bypass", k.may_bypass),
                                             ("gateway", k.trusted_gateway)) if on) or "-"
-        t.add_row(k.id, k.tenant, k.tier or "-", str(k.rpm or "-"), ",".join(k.routes) or "all", grants,
+        t.add_row(k.id, k.tenant, k.tier or "-", str(k.rpm or "-"), str(k.tpm or "-"),
+                  f"{k.budget_usd:g}" if k.budget_usd else "-", ",".join(k.routes) or "all", grants,
                   "revoked" if k.revoked else "active")
     Console().print(t)
 

@@ -53,6 +53,7 @@ def summarize(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
         "cost_usd": 0.0, "fallbacks": 0, "errors": 0, "feedback": []})
     targets: Counter[tuple[str, str]] = Counter()
     alerts: Counter[str] = Counter()
+    tenants: dict[str, dict[str, float]] = defaultdict(lambda: {"answers": 0, "tokens": 0, "cost_usd": 0.0})
     for e in events:
         kind = e.get("event")
         if kind == "decision" and isinstance(e.get("route"), str):
@@ -75,6 +76,11 @@ def summarize(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
             r["cost_usd"] += float(e.get("cost_usd") or 0)
             r["fallbacks"] += int(e.get("fallbacks") or 0)
             targets[(str(e.get("route") or "-"), str(e.get("target")))] += 1
+            if e.get("tenant"):
+                t = tenants[str(e["tenant"])]
+                t["answers"] += 1
+                t["tokens"] += int(e.get("prompt_tokens") or 0) + int(e.get("completion_tokens") or 0)
+                t["cost_usd"] += float(e.get("cost_usd") or 0)
         elif kind == "provider_attempt" and e.get("outcome") == "failed":
             pass  # counted per answer as fallbacks; an attempt alone does not say the request failed
         elif kind == "feedback" and isinstance(e.get("score"), (int, float)):
@@ -97,6 +103,7 @@ def summarize(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
             "mean_score": round(statistics.fmean(r["feedback"]), 4) if r["feedback"] else None,
         }
     return {"decisions": total, "routes": rows, "alerts": dict(alerts),
+            "tenants": {k: {**v, "cost_usd": round(v["cost_usd"], 6)} for k, v in sorted(tenants.items())},
             "targets": {f"{r}->{t}": n for (r, t), n in sorted(targets.items())}}
 
 
@@ -123,5 +130,10 @@ def stats(
                   f"{r['prompt_tokens']}/{r['completion_tokens']}", f"{r['cost_usd']:.4f}", str(r["fallbacks"]),
                   fmt(r["mean_score"], "{:.2f}") + (f" (n={r['feedback']})" if r["feedback"] else ""))
     out.print(t)
+    if summary["tenants"]:
+        tt = Table("tenant", "answers", "tokens", "cost USD")
+        for name, v in summary["tenants"].items():
+            tt.add_row(name, str(int(v["answers"])), str(int(v["tokens"])), f"{v['cost_usd']:.4f}")
+        out.print(tt)
     if summary["alerts"]:
         out.print("[yellow]alerts[/]: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary["alerts"].items())))

@@ -37,6 +37,8 @@ class OpenAIProvider:
         payload = {**body, "model": self.target.model, "stream": stream}
         if not stream:
             payload.pop("stream_options", None)  # OpenAI refuses stream_options on a non-streamed call
+        else:  # usage is what spend, budgets and token rates are charged on: always ask for it
+            payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         return self._client.build_request("POST", self._url, json=payload, headers=headers)
 
     async def complete(self, body: dict[str, Any]) -> ProviderResponse:

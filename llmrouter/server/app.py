@@ -20,9 +20,8 @@ import contextlib
 import functools
 import json
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +38,10 @@ from llmrouter.errors import ProviderError, RequestError, UnknownModel
 from llmrouter.fallback import CircuitBreaker, safe_log
 from llmrouter.router import Router
 from llmrouter.server import wire
-from llmrouter.server.auth import KeyRecord, KeyStore, RequestRate, apply_grants, authenticate
+from llmrouter.server.auth import KeyRecord, KeyStore, Meter, apply_grants, authenticate
 from llmrouter.server.metrics import ServerMetrics
 from llmrouter.server.wire import HTTPError
-from llmrouter.types import Request
+from llmrouter.types import Completion, Request
 
 log = structlog.get_logger("llmrouter")
 
@@ -56,13 +55,18 @@ class AppState:
     metrics: ServerMetrics
     max_body_bytes: int = wire.MAX_BODY_BYTES
     keys: KeyStore | None = None  # None: no authentication (loopback or --insecure only)
-    rate: RequestRate = field(default_factory=RequestRate)
+    meter: Meter | None = None  # the keys' rates and spend
 
     def caller(self, request: HTTPRequest, count: bool = False) -> KeyRecord | None:
-        """The authenticated key (None without keys); raises 401, or 429 when `count`ed past its rate."""
+        """The authenticated key (None without keys); raises 401, or 429 when `count`ed past its limits."""
         if self.keys is None:
             return None
-        return authenticate(self.keys, self.rate if count else None, request.headers)
+        return authenticate(self.keys, self.meter if count else None, request.headers)
+
+    def settle(self, key: KeyRecord | None, done: Completion | None) -> None:
+        """Charge an answer to the key that asked for it (tokens per minute, spend)."""
+        if key is not None and done is not None and self.meter is not None:
+            self.meter.settle(key, done.usage.prompt_tokens + done.usage.completion_tokens, done.cost_usd)
 
     def pick(self, model: str) -> Router:
         """The router a request's `model` names: router:<table>, else the default table's."""
@@ -106,7 +110,8 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
-    app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes, keys)
+    app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes, keys,
+                                   Meter(keys) if keys is not None else None)
     return app
 
 
@@ -152,7 +157,8 @@ async def chat(request: HTTPRequest) -> Response:
             metrics.decision(stream.decision, req)
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             return StreamingResponse(
-                _streamed(metrics, stream, req, include_usage, t0), media_type="text/event-stream",
+                _streamed(metrics, stream, req, include_usage, t0, lambda done: state.settle(key, done)),
+                media_type="text/event-stream",
                 headers={**wire.meta_headers(stream.decision, stream.target, stream.attempts),
                          "cache-control": "no-cache"})
         done = await router.acomplete(req, model=body.model, deadline_s=deadline, allowed=allowed, **body.params())
@@ -161,6 +167,7 @@ async def chat(request: HTTPRequest) -> Response:
         response_id = wire.new_id()
         metrics.decision(done.decision, req)
         metrics.answer(done, req, response_id)
+        state.settle(key, done)
         return JSONResponse(wire.completion_json(done, response_id),
                             headers=wire.meta_headers(done.decision, done.target, done.attempts))
     except Exception as exc:
@@ -168,7 +175,7 @@ async def chat(request: HTTPRequest) -> Response:
         status = err.status
         if err.status >= 500 and not isinstance(exc, ProviderError):
             # where it failed, never what it said: an exception's message may quote the request
-            safe_log("error", "server_error", error_type=type(exc).__name__, frames=frames_of(exc))
+            safe_log("error", "server_error", error_type=type(exc).__name__, frames=wire.frames_of(exc))
         metrics.request(route, "", f"http_{err.status}")
         metrics.error(route, req, err.status)
         return err.response()
@@ -178,17 +185,13 @@ async def chat(request: HTTPRequest) -> Response:
         metrics.response_started(time.perf_counter() - t0, status)
 
 
-def frames_of(exc: BaseException, last: int = 8) -> list[str]:
-    """The innermost frames of an exception's traceback as "file:line function" (no values)."""
-    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)][-last:]
-
-
 async def _streamed(metrics: ServerMetrics, stream: CompletionStream, req: Request, include_usage: bool,
-                    t0: float) -> AsyncIterator[bytes]:
+                    t0: float, settle: Callable[[Completion | None], None]) -> AsyncIterator[bytes]:
     response_id = wire.new_id()
 
     def ended(outcome: str) -> None:
         metrics.request(stream.route, stream.target, outcome)
+        settle(stream.completion)
         if stream.completion is not None:
             metrics.answer(stream.completion, req, response_id)
         metrics.stream_ended(time.perf_counter() - t0)

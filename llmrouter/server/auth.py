@@ -40,6 +40,8 @@ class KeyRecord(BaseModel):
     tenant: str = Field(min_length=1)
     tier: str = ""
     rpm: int = Field(0, ge=0)  # requests per minute (0: no limit)
+    tpm: int = Field(0, ge=0)  # prompt + completion tokens per minute (0: no limit)
+    budget_usd: float = Field(0.0, ge=0)  # total spend allowed (0: no limit)
     routes: list[str] = Field(default_factory=list)  # routes it may be routed to (empty: all)
     targets: list[str] = Field(default_factory=list)  # targets it may call directly (empty: all, if it may bypass)
     may_pin: bool = False
@@ -135,26 +137,59 @@ class KeyStore:
 
 
 class RequestRate:
-    """Requests per key in the last minute (a sliding window); `admit` says when to retry."""
+    """Requests (or tokens) per key in the last minute, a sliding window; `admit` says when to retry."""
 
     def __init__(self, window_s: float = 60.0, clock: object = time.monotonic) -> None:
         self.window_s, self.clock = window_s, clock
-        self._seen: dict[str, deque[float]] = {}
+        self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._sums: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def admit(self, key_id: str, per_window: int) -> float | None:
-        """None when one more request fits `per_window`, else the seconds until one does."""
+    def _evict(self, key_id: str, now: float) -> deque[tuple[float, int]]:
+        seen = self._seen.setdefault(key_id, deque())
+        while seen and seen[0][0] <= now - self.window_s:
+            self._sums[key_id] -= seen.popleft()[1]
+        return seen
+
+    def admit(self, key_id: str, per_window: int, weight: int = 1) -> float | None:
+        """None when `weight` more fits `per_window` (and it is counted), else the seconds until
+        it would. A weight of 0 only asks whether the window is already full."""
         if per_window <= 0:
             return None
         with self._lock:
             now = self.clock()  # type: ignore[operator]
-            seen = self._seen.setdefault(key_id, deque())
-            while seen and seen[0] <= now - self.window_s:
-                seen.popleft()
-            if len(seen) >= per_window:
-                return max(0.001, seen[0] + self.window_s - now)
-            seen.append(now)
+            seen = self._evict(key_id, now)
+            used = self._sums.get(key_id, 0)
+            if used >= per_window or (weight and used + weight > per_window and seen):
+                return max(0.001, seen[0][0] + self.window_s - now) if seen else self.window_s
+            if weight:
+                seen.append((now, weight))
+                self._sums[key_id] = used + weight
             return None
+
+    def add(self, key_id: str, weight: int) -> None:
+        """Count `weight` now, whatever the window holds (tokens known only after the answer)."""
+        with self._lock:
+            now = self.clock()  # type: ignore[operator]
+            self._evict(key_id, now).append((now, weight))
+            self._sums[key_id] = self._sums.get(key_id, 0) + weight
+
+
+class Spend:
+    """What each key has spent, in micro-USD, in a diskcache beside the key file: atomic across
+    the processes of one host, and kept across restarts."""
+
+    def __init__(self, keys_path: Path) -> None:
+        import diskcache
+
+        self.cache = diskcache.Cache(str(keys_path.with_name(keys_path.name + ".spend")), size_limit=2**26)
+
+    def spent_usd(self, key_id: str) -> float:
+        return int(self.cache.get(key_id, 0)) / 1e6
+
+    def charge(self, key_id: str, usd: float) -> None:
+        if usd > 0:
+            self.cache.incr(key_id, int(round(usd * 1e6)))
 
 
 # --- on the request path ----------------------------------------------------------------------
@@ -166,9 +201,38 @@ def bearer(headers: Mapping[str, str]) -> str:
     return value[7:].strip() if value[:7].lower() == "bearer " else ""
 
 
-def authenticate(keys: KeyStore, rate: RequestRate | None, headers: Mapping[str, str]) -> KeyRecord:
-    """The caller's key record; 401 when the key is missing or unknown, 429 past its rate (when
-    `rate` counts this request)."""
+class Meter:
+    """A key's use on the request path: requests and tokens per minute, and spend."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self.requests, self.tokens, self.spend = RequestRate(), RequestRate(), Spend(keys.path)
+
+    def admit(self, record: KeyRecord) -> None:
+        """Raise 429 when the key is past its request or token rate, or its budget."""
+        from llmrouter.server.wire import HTTPError
+
+        def too_many(what: str, wait: float) -> HTTPError:
+            return HTTPError(429, f"this key's limit of {what} per minute is reached", kind="rate_limit_error",
+                             code="rate_limit_exceeded", headers={"retry-after": str(max(1, math.ceil(wait)))})
+
+        if record.budget_usd and self.spend.spent_usd(record.id) >= record.budget_usd:
+            raise HTTPError(429, f"this key's budget of ${record.budget_usd:g} is spent", kind="insufficient_quota",
+                            code="insufficient_quota")
+        wait = self.tokens.admit(record.id, record.tpm, weight=0)
+        if wait is not None:
+            raise too_many(f"{record.tpm} tokens", wait)
+        wait = self.requests.admit(record.id, record.rpm)
+        if wait is not None:
+            raise too_many(f"{record.rpm} requests", wait)
+
+    def settle(self, record: KeyRecord, tokens: int, usd: float) -> None:
+        self.tokens.add(record.id, tokens)
+        self.spend.charge(record.id, usd)
+
+
+def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]) -> KeyRecord:
+    """The caller's key record; 401 when the key is missing or unknown, 429 past its limits (when
+    `meter` counts this request)."""
     from llmrouter.server.wire import HTTPError
 
     token = bearer(headers)
@@ -176,11 +240,8 @@ def authenticate(keys: KeyStore, rate: RequestRate | None, headers: Mapping[str,
     if record is None:
         raise HTTPError(401, "missing or unknown API key: send `Authorization: Bearer <llmrouter key>` "
                         "(create one with `llmrouter keys create`)", code="invalid_api_key")
-    wait = rate.admit(record.id, record.rpm) if rate is not None else None
-    if wait is not None:
-        raise HTTPError(429, f"this key's limit of {record.rpm} requests per minute is reached",
-                        kind="rate_limit_error", code="rate_limit_exceeded",
-                        headers={"retry-after": str(max(1, math.ceil(wait)))})
+    if meter is not None:
+        meter.admit(record)
     return record
 
 

@@ -147,6 +147,12 @@ class ServerMetrics:
         self.reg.inc("llmrouter_route_tokens_total", done.usage.completion_tokens, route=route, target=target,
                      kind="completion")
         self.reg.inc("llmrouter_route_cost_usd_total", done.cost_usd, route=route, target=target, surface=surface)
+        tenant = str(request.metadata.get("tenant") or "")
+        if tenant:  # set by the server from an API key, never by a client
+            self.reg.inc("llmrouter_tenant_answers_total", tenant=tenant, route=route)
+            self.reg.inc("llmrouter_tenant_tokens_total", done.usage.prompt_tokens + done.usage.completion_tokens,
+                         tenant=tenant)
+            self.reg.inc("llmrouter_tenant_cost_usd_total", done.cost_usd, tenant=tenant)
         with self.reg.lock:
             self._answers[response_id] = (route, target, surface)
             while len(self._answers) > self.remember:

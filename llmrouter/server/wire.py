@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -152,6 +154,12 @@ def _deeper_than(data: Any, limit: int) -> bool:
     return False
 
 
+def frames_of(exc: BaseException, last: int = 8) -> list[str]:
+    """The innermost frames of an exception's traceback as "file:line function": where it failed,
+    never what it said (an exception's message may quote the request)."""
+    return [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)][-last:]
+
+
 def _no_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON does not, and no target would either.
     raise ValueError(f"{name} is not valid JSON")
@@ -160,7 +168,7 @@ def _no_constant(name: str) -> Any:
 def http_metadata(headers: Any, metadata: dict[str, Any] | None, tools: list[Any] | None) -> dict[str, Any]:
     """A request's routing metadata from its body's `metadata` and `x-llmrouter-*` headers (the
     headers win: a gateway sets them, a client sets the body), plus the names of requested tools."""
-    meta = dict(metadata or {})
+    meta = {k: v for k, v in (metadata or {}).items() if k != "tenant"}  # the server's to set (an API key's)
     for name in HEADER_METADATA:
         value = headers.get(f"x-llmrouter-{name}")
         if value:
@@ -269,7 +277,7 @@ async def sse(stream: CompletionStream, response_id: str, include_usage: bool,
         yield HTTPError(502, exc.message, "provider_error", "stream_interrupted").event()
     except Exception as exc:  # a bug of ours: the client must still learn the answer is incomplete
         outcome = "error"
-        safe_log("exception", "stream_error", error=str(exc))
+        safe_log("error", "stream_error", error_type=type(exc).__name__, frames=frames_of(exc))
         yield http_error(exc).event()
     finally:
         await stream.aclose()

@@ -29,7 +29,8 @@ def keys(tmp_path):
 
 @pytest.fixture
 def served(emu, serve, keys):
-    data = fleet(emu, {"main": ["a"], "premium": ["p"]}).to_dict()
+    price = {"input_price": 1000.0, "output_price": 1000.0}  # USD per million tokens: a cent an answer
+    data = fleet(emu, {"main": ["a"], "premium": ["p"]}, a=price, p=price).to_dict()
     data["rules"] = [{"name": "pins", "when": {"pin": ["main", "premium"]}, "then": {"use_pin": True}}]
     router = Router(Config.from_dict(data), decider=FixedDecider("premium"), cache=None)
     with serve(create_app(router, keys=keys)) as url:
@@ -135,3 +136,27 @@ def test_serve_refuses_an_open_non_loopback_host(tmp_path):
     assert r.exit_code == 1 and "without API keys" in r.output
     r = CliRunner().invoke(app, ["serve", "--keys", str(tmp_path / "none.json")])
     assert r.exit_code == 1 and "no key file" in r.output
+
+
+def test_a_key_past_its_budget_or_token_rate_gets_429(served, keys):
+    thrifty, rec = keys.create("acme", budget_usd=0.01)
+    first = served.post("/v1/chat/completions", json=HELLO, headers=bearer(thrifty))
+    assert first.status_code == 200  # 19 tokens at $1000/M: $0.019, past the budget after it
+    r = served.post("/v1/chat/completions", json=HELLO, headers=bearer(thrifty))
+    assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
+    assert KeyStore(keys.path) and __import__("llmrouter.server.auth", fromlist=["Spend"]).Spend(keys.path).spent_usd(
+        rec.id) > 0.01  # kept on disk, for the next process too
+    chatty, _ = keys.create("acme", tpm=10)
+    assert served.post("/v1/chat/completions", json={**HELLO, "stream": True}, headers=bearer(chatty)).status_code == 200
+    r = served.post("/v1/chat/completions", json=HELLO, headers=bearer(chatty))
+    assert r.status_code == 429 and "tokens per minute" in r.json()["error"]["message"] and r.headers["retry-after"]
+
+
+def test_metrics_carry_the_keys_tenant_never_a_clients(served, keys):
+    secret, _ = keys.create("acme")
+    body = {**HELLO, "metadata": {"tenant": "evil"}}
+    assert served.post("/v1/chat/completions", json=body, headers=bearer(secret)).status_code == 200
+    text = served.get("/metrics", headers=bearer(secret)).text
+    assert 'llmrouter_tenant_answers_total{route="premium",tenant="acme"} 1' in text.replace(
+        'tenant="acme",route="premium"', 'route="premium",tenant="acme"')
+    assert 'tenant="evil"' not in text and 'llmrouter_tenant_cost_usd_total{tenant="acme"}' in text
