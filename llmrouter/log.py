@@ -103,5 +103,25 @@ def _route_stdlib(shared: list[Any], renderer: Any, stream: Any, level_name: str
         lg.handlers, lg.propagate = [], True
 
 
+def library_default() -> None:
+    """llmrouter used as a library, structlog not configured by anyone: events go to the standard
+    `logging` logger "llmrouter" as JSON (redacted) — silent unless the application turns logging
+    on, and never on stdout (structlog's own default). An application's structlog setup wins."""
+    logging.getLogger("llmrouter").addHandler(logging.NullHandler())
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True), redact_processor,
+                    structlog.processors.JSONRenderer()],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
 def get_logger(name: str = "llmrouter") -> Any:
     return structlog.get_logger(name)
+
+
+library_default()

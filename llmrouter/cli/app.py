@@ -45,6 +45,18 @@ app = _App(
 )
 models_app = _App(no_args_is_help=True, help="List and pull router models.")
 routes_app = _App(no_args_is_help=True, help="Check and show route tables.")
+
+
+@app.callback()
+def _quiet(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each decision and answer (INFO).")) -> None:
+    """Warnings and errors only where people read the output, unless -v or LLMROUTER_LOG_LEVEL."""
+    import os
+
+    from llmrouter import log as logmod
+
+    logmod.configure(level="info" if verbose else os.environ.get("LLMROUTER_LOG_LEVEL") or "warning", stdlib=True)
+
+
 app.add_typer(models_app, name="models")
 app.add_typer(routes_app, name="routes")
 

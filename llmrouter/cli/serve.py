@@ -25,7 +25,8 @@ def serve(
                                              "Default: the table's \\[fallback] decide_wait_s, else 5."),
     max_body_mb: float = typer.Option(4.0, min=0.01, help="Largest request body accepted, in MiB."),
     keys: Path | None = typer.Option(None, "--keys", help="API key file (`llmrouter keys create`): every endpoint "
-                                     "but /healthz then needs `Authorization: Bearer <key>`."),
+                                     "but /healthz then needs `Authorization: Bearer <key>`. Default: the "
+                                     "table's \\[auth] keys_file."),
     insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback --host without API keys."),
     log_level: str = typer.Option("info", help="Log level (also LLMROUTER_LOG_LEVEL); the format follows "
                                   "LLMROUTER_LOG_FORMAT=json|console."),
@@ -36,14 +37,16 @@ def serve(
     import uvicorn
 
     from llmrouter import log as logmod
+    from llmrouter.config import Config
     from llmrouter.router import Router
     from llmrouter.server import create_app
 
+
+    table = Config.load(config)
+    store = _key_store(keys or (table.auth.keys_path(table.path) if table.auth else None), host, insecure)
     # one log for llmrouter and uvicorn: structlog's format, redaction on, no request text
     logmod.configure(level=os.environ.get("LLMROUTER_LOG_LEVEL") or log_level, stdlib=True)
-
-    store = _key_store(keys, host, insecure)
-    router = Router.from_config(config)
+    router = Router(table)  # after the key check: a refusal costs no model load
     fb = router.config.fallback
     if decide_wait is None:
         decide_wait = fb.decide_wait_s if fb.decide_wait_s is not None else 5.0

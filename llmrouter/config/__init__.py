@@ -12,10 +12,11 @@ package (it imports only errors, paths and the registry of kinds).
 from llmrouter.config.file import Config, format_errors
 from llmrouter.config.policy import PolicySettings
 from llmrouter.config.routes import ROUTE_NAME, Route, RouteTable
-from llmrouter.config.settings import DEFAULT_CONFIG, FallbackPolicy, RemoteDeciderSettings, RouterSettings
+from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RemoteDeciderSettings, RouterSettings
 from llmrouter.config.targets import Target
 
 __all__ = [
+    "AuthSettings",
     "DEFAULT_CONFIG",
     "ROUTE_NAME",
     "Config",

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from llmrouter.config.base import Strict
 from llmrouter.config.policy import PolicySettings, check_policy
 from llmrouter.config.routes import RouteTable
-from llmrouter.config.settings import DEFAULT_CONFIG, FallbackPolicy, RouterSettings
+from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RouterSettings
 from llmrouter.config.targets import Target
 from llmrouter.errors import ConfigError
 
@@ -28,6 +28,7 @@ class Config(Strict):
     table: RouteTable
     policy: PolicySettings = Field(default_factory=PolicySettings)  # rules, surfaces, caps...
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
+    auth: AuthSettings | None = None  # [auth]: the server's API keys
     path: str = ""
 
     @model_validator(mode="after")
@@ -56,10 +57,11 @@ class Config(Strict):
         }
         policy = {k: data.pop(k) for k in PolicySettings.SECTIONS if k in data}
         fallback = data.pop("fallback", {}) or {}
+        auth = data.pop("auth", None)
         if data:
             raise ConfigError(
                 f"{path or 'config'}: unknown top-level key(s): {', '.join(sorted(data))} "
-                "(expected [router], [targets.NAME], [[routes]], [fallback], or a policy section: "
+                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], or a policy section: "
                 f"{', '.join(PolicySettings.SECTIONS)})"
             )
         if default_route is None:
@@ -71,6 +73,7 @@ class Config(Strict):
                 table={"routes": routes, "default_route": default_route},
                 policy=policy,
                 fallback=fallback,
+                auth=auth,
                 path=path,
             )
         except ValidationError as exc:
@@ -108,6 +111,8 @@ class Config(Strict):
         fallback = self.fallback.model_dump(mode="json", exclude_defaults=True)
         if fallback:
             out["fallback"] = fallback
+        if self.auth is not None:
+            out["auth"] = self.auth.model_dump(mode="json")
         return out
 
     def to_toml(self) -> str:

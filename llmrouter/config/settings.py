@@ -123,3 +123,13 @@ class FallbackPolicy(Strict):
             return FallbackPolicy(**values)
         except ValidationError as exc:
             raise ConfigError(f"invalid fallback setting: {exc.errors()[0]['msg']}") from None
+
+
+class AuthSettings(Strict):
+    """`[auth]`: the server's API keys (`llmrouter keys create --file PATH`)."""
+
+    keys_file: str = Field(min_length=1)  # relative to the route table's folder, or absolute
+
+    def keys_path(self, config_path: str = "") -> Path:
+        p = Path(os.path.expanduser(self.keys_file))
+        return p if p.is_absolute() or not config_path else Path(config_path).parent / p

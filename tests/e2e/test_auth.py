@@ -160,3 +160,17 @@ def test_metrics_carry_the_keys_tenant_never_a_clients(served, keys):
     assert 'llmrouter_tenant_answers_total{route="premium",tenant="acme"} 1' in text.replace(
         'tenant="acme",route="premium"', 'route="premium",tenant="acme"')
     assert 'tenant="evil"' not in text and 'llmrouter_tenant_cost_usd_total{tenant="acme"}' in text
+
+
+def test_the_route_table_can_name_the_key_file(tmp_path):
+    import tomli_w
+
+    data = Config.load().to_dict()
+    data["auth"] = {"keys_file": "keys.json"}
+    table = tmp_path / "routes.toml"
+    table.write_text(tomli_w.dumps(data))
+    cfg = Config.load(table)
+    assert cfg.auth is not None and cfg.auth.keys_path(cfg.path) == tmp_path / "keys.json"
+    assert Config.from_dict(cfg.to_dict()).auth == cfg.auth
+    r = CliRunner().invoke(app, ["serve", "-c", str(table), "--host", "0.0.0.0"])
+    assert r.exit_code == 1 and f"no key file at {tmp_path / 'keys.json'}" in r.output  # [auth] was read

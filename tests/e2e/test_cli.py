@@ -85,3 +85,4 @@ def test_unknown_model_is_a_clean_error(decisions_dir):
 def test_serve_help_keeps_the_section_names():
     r = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "[fallback] deadline_s" in r.output and r.output.count("[fallback]") == 3
+

@@ -43,6 +43,13 @@ def test_chat_streams_the_answer_and_says_where_it_went(emu, tmp_path):
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == "b says: Explain TCP slow start"
     assert "route=" in r.stderr and "-> b" in r.stderr and "a: HTTP 401" in r.stderr
+    assert "decision" not in r.stderr and "completion" not in r.stderr  # no INFO log lines over the answer
+
+
+def test_chat_logs_its_decisions_when_asked(emu, tmp_path):
+    r = CliRunner().invoke(app, ["-v", "chat", "-c", str(routes_file(emu, tmp_path)), "Explain TCP slow start"])
+    assert r.exit_code == 0, r.output
+    assert "decision" in r.stderr and "completion" in r.stderr
 
 
 @pytest.mark.parametrize("retries, answers", [(None, "a"), (0, "b")])
