@@ -106,7 +106,7 @@ class RoutingPolicy:
         who = key_label(caller_key(meta)) if scope == "key" else f"tier:{meta.get('tier')}"
         on_cap = self.settings.budgets.on_cap
         self._alert_once(f"spend:{who}", self.settings.budgets.window_s / 24, "spend_cap", scope=scope, who=who,
-                         cap_usd=cap, action=on_cap)
+                         tenant=str(meta.get("tenant") or "") or None, cap_usd=cap, action=on_cap)
         if on_cap != "stay":
             raise PolicyRejected(f"spend cap reached for this {scope} ({cap:g} USD per {self.settings.budgets.window_s:g}s)",
                                  code="spend_cap", status=429 if on_cap == "queue" else 403,
@@ -240,13 +240,16 @@ class RoutingPolicy:
             "reason": f"escalated from {decision.route}: the answer signalled low confidence"})
 
     def settle(self, request: Request, target: Target, prompt_tokens: int, completion_tokens: int) -> float:
-        """Charge an answer to its caller's key and tier; returns its cost in USD."""
+        """Charge an answer to its caller's key, tier and tenant; returns its cost in USD."""
         cost = target.cost_usd(prompt_tokens, completion_tokens)
-        key, tier = caller_key(request.metadata), str(request.metadata.get("tier") or "")
+        meta = request.metadata
+        key, tier, tenant = caller_key(meta), str(meta.get("tier") or ""), str(meta.get("tenant") or "")
         if key:
             self.ledger.add(key, cost)
         if tier:
             self.ledger.add("tier:" + tier, cost)
+        if tenant:  # the server's, from an API key
+            self.ledger.add("tenant:" + tenant, cost)
         return cost
 
     def on_alert(self, listener: Callable[[dict[str, Any]], None]) -> None:

@@ -153,6 +153,17 @@ def test_spend_cap_per_key_stays_cheap_and_never_logs_the_key():
     assert r.decide(req(key="someone-else", tier="paid")).route == "premium"
 
 
+def test_the_ledger_keeps_each_tenants_spend_and_its_alerts_name_the_tenant():
+    r, _, _ = router_for("tiers", {"standard": 0.1, "premium": 0.9})
+    acme = req("q", key="k1", tier="paid", tenant="acme")
+    r.policy.settle(acme, r.config.targets["frontier"], 100_000, 50_000)
+    assert r.policy.ledger.spent("tenant:acme") == pytest.approx(0.6) and r.policy.ledger.spent("tenant:other") == 0
+    with capture_logs() as logs:
+        r.decide(req("q", key="k1", tier="paid", tenant="acme"))
+    alert = next(e for e in logs if e["event"] == "alert")
+    assert alert["kind"] == "spend_cap" and alert["tenant"] == "acme"
+
+
 def test_spend_cap_per_tier_can_reject():
     r, _, clock = router_for("tiers", {"standard": 0.9, "premium": 0.1},
                              budgets={"per_tier": {"free": 0.001}, "on_cap": "reject", "window_s": 100})
