@@ -160,6 +160,7 @@ def test_metrics_carry_the_keys_tenant_never_a_clients(served, keys):
     assert 'llmrouter_tenant_answers_total{route="premium",tenant="acme"} 1' in text.replace(
         'tenant="acme",route="premium"', 'route="premium",tenant="acme"')
     assert 'tenant="evil"' not in text and 'llmrouter_tenant_cost_usd_total{tenant="acme"}' in text
+    assert secret not in text and secret.split("-")[1] not in text  # neither the key nor its id
 
 
 def test_the_route_table_can_name_the_key_file(tmp_path):

@@ -40,7 +40,8 @@ def test_stats_summarises_real_events(tmp_path):
         logmod.configure(fmt="json", level="info", stream=f)  # the real renderer, as `serve` logs
         try:
             for text in ("hi", "prove it", "prove more", "what time is it"):
-                req = Request.of(text, surface="web", key="sk-secret-key-123456")
+                req = Request.of(text, surface="web", key="sk-secret-key-123456",
+                                 tenant="acme" if text != "hi" else "globex")
                 d = router.decide(req)
                 done = Completion(text="ok", target="small" if d.route == "easy" else "frontier", model="m",
                                   route=d.route, decision=d, usage=Usage(prompt_tokens=1000, completion_tokens=500),
@@ -57,7 +58,10 @@ def test_stats_summarises_real_events(tmp_path):
     hard = s["routes"]["hard"]
     assert hard["escalations"] == 1 and hard["by_surface"] == {"web": 3} and hard["answers"] == 3
     assert hard["cost_usd"] == pytest.approx(3 * (1000 * 3.0 + 500 * 15.0) / 1e6)
-    assert runner.invoke(app, ["stats", str(log)]).exit_code == 0
+    assert s["tenants"]["acme"]["answers"] == 3 and s["tenants"]["acme"]["tokens"] == 4500
+    assert s["tenants"]["acme"]["cost_usd"] == pytest.approx(hard["cost_usd"]) and s["tenants"]["globex"]["answers"] == 1
+    table = runner.invoke(app, ["stats", str(log)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "acme" in table.output and "globex" in table.output
     empty = tmp_path / "empty.log"
     empty.write_text("nothing here\n")
     bad = runner.invoke(app, ["stats", str(empty)])
