@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 import sys
 import time
 from pathlib import Path
@@ -70,40 +72,14 @@ def test_chat_reports_a_failure_cleanly(emu, tmp_path):
     assert r.exit_code == 1 and "error:" in r.stderr and "HTTP 400" in r.stderr and "Traceback" not in r.output
 
 
-def test_serve_answers_openai_clients(emu, tmp_path):
+@contextmanager
+def serving(emu: Emulator, tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """`llmrouter serve` as a process until the block ends: (its URL, {"stderr": what it logged})."""
     port = free_port()
-    env = {**os.environ, "LLMROUTER_LOG_LEVEL": "error"}
     proc = subprocess.Popen([sys.executable, "-c", "from llmrouter.cli import main; main()", "serve",
                              "-c", str(routes_file(emu, tmp_path)), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() - t0 < 30, "llmrouter serve did not come up"
-                time.sleep(0.1)
-        r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
-                       json={"model": "router", "messages": [{"role": "user", "content": "Write a limerick"}]})
-        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "a says: Write a limerick"
-        source, decider = r.headers["x-llmrouter-source"], r.headers["x-llmrouter-decider"]
-        assert (source, decider) in {("model", "fitted:exit@24"), ("cheap", "cheap:chars")}
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def test_serve_logs_json_through_llmrouter_without_request_text(emu, tmp_path):
-    secret, text = "sk-live-ABCDEFGHIJKLMNOPQRST", "the quarterly numbers nobody may see"
-    port = free_port()
-    env = {**os.environ, "LLMROUTER_LOG_FORMAT": "json", "LLMROUTER_LOG_LEVEL": "info"}
-    proc = subprocess.Popen([sys.executable, "-c", "from llmrouter.cli import main; main()", "serve",
-                             "-c", str(routes_file(emu, tmp_path)), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    logged: dict[str, str] = {}
     try:
         url, t0 = f"http://127.0.0.1:{port}", time.monotonic()
         while True:
@@ -114,12 +90,28 @@ def test_serve_logs_json_through_llmrouter_without_request_text(emu, tmp_path):
             except httpx.HTTPError:
                 assert time.monotonic() - t0 < 30, "llmrouter serve did not come up"
                 time.sleep(0.1)
+        yield url, logged
+    finally:
+        proc.terminate()
+        logged["stderr"] = proc.communicate(timeout=10)[1].decode()
+
+
+def test_serve_answers_openai_clients(emu, tmp_path):
+    with serving(emu, tmp_path, {"LLMROUTER_LOG_LEVEL": "error"}) as (url, _):
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                       json={"model": "router", "messages": [{"role": "user", "content": "Write a limerick"}]})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "a says: Write a limerick"
+        source, decider = r.headers["x-llmrouter-source"], r.headers["x-llmrouter-decider"]
+        assert (source, decider) in {("model", "fitted:exit@24"), ("cheap", "cheap:chars")}
+
+
+def test_serve_logs_json_through_llmrouter_without_request_text(emu, tmp_path):
+    secret, text = "sk-live-ABCDEFGHIJKLMNOPQRST", "the quarterly numbers nobody may see"
+    with serving(emu, tmp_path, {"LLMROUTER_LOG_FORMAT": "json", "LLMROUTER_LOG_LEVEL": "info"}) as (url, logged):
         r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
                        json={"model": "router", "messages": [{"role": "user", "content": f"{text} {secret}"}]})
         assert r.status_code == 200
-    finally:
-        proc.terminate()
-        err = proc.communicate(timeout=10)[1].decode()
+    err = logged["stderr"]
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line JSON
     assert {"decision", "completion"} <= {e.get("event") for e in lines}
     assert any(e.get("logger") == "uvicorn.access" for e in lines) and any(e.get("logger") == "uvicorn.error" for e in lines)
