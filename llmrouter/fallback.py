@@ -121,8 +121,10 @@ class FallbackChain:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.targets = dict(targets)
         self.policy = policy or FallbackPolicy()
+        default = self.policy.first_token_timeout_s  # each target's own wins
+        self.targets = {n: t if t.first_token_timeout_s is not None or default is None
+                        else t.model_copy(update={"first_token_timeout_s": default}) for n, t in targets.items()}
         self._rng, self._clock, self._sleep = rng, clock, sleep
         self._fixed: dict[str, Provider] = dict(providers or {})  # injected, or local (one Llama each)
         # An httpx client belongs to one event loop: remote providers are kept per loop.
@@ -327,14 +329,19 @@ class ChainStream:
         async def prime(provider: Provider, target: Target) -> tuple[AsyncIterator[StreamChunk], list[StreamChunk]]:
             gen = provider.stream(self._body)
             buffered: list[StreamChunk] = []
+            limit = target.first_token_timeout_s
             try:
-                while True:
-                    chunk = await _next(gen, idle, target.name)
-                    if chunk is None:
-                        return gen, buffered  # a whole (empty) answer
-                    buffered.append(chunk)
-                    if chunk.has_content or chunk.finish_reason:
-                        return gen, buffered
+                async with asyncio.timeout(limit):
+                    while True:
+                        chunk = await _next(gen, idle, target.name)
+                        if chunk is None:
+                            return gen, buffered  # a whole (empty) answer
+                        buffered.append(chunk)
+                        if chunk.has_content or chunk.finish_reason:
+                            return gen, buffered
+            except TimeoutError:
+                await _close(gen)
+                raise ProviderTimeout(f"{target.name}: no first token within {limit:.2f}s", target=target.name) from None
             except BaseException:
                 await _close(gen)
                 raise

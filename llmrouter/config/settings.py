@@ -110,6 +110,7 @@ class FallbackPolicy(Strict):
     backoff_cap_s: float = Field(2.0, ge=0)
     retry_after_cap_s: float = Field(10.0, ge=0)  # a longer Retry-After moves on to the next target
     stream_idle_timeout_s: float = Field(30.0, gt=0)
+    first_token_timeout_s: float | None = Field(None, gt=0)  # per target unless the target sets its own
     breaker_failures: int = Field(5, ge=1)  # failures in a row that open a target's breaker
     breaker_cooldown_s: float = Field(30.0, gt=0)
     # Under a burst, a request that waits longer than this for the router model takes the cheap

@@ -17,6 +17,9 @@ class Target(Strict):
     base_url: str = ""
     api_key_env: str = ""
     timeout_s: float = Field(60.0, gt=0)
+    # no first content token (streamed) or response headers (not) within this: the next target;
+    # a silent target is not retried on itself. Unset: [fallback] first_token_timeout_s
+    first_token_timeout_s: float | None = Field(None, gt=0)
     max_retries: int | None = Field(None, ge=0)  # retries on this target; unset: [fallback] max_retries
     context_window: int = Field(8192, ge=256)
     vision: bool = False

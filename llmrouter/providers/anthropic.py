@@ -22,6 +22,7 @@ from llmrouter.providers.base import (
     map_errors,
     parse_json,
     raise_for_status,
+    send_within,
 )
 
 VERSION = "2023-06-01"
@@ -52,7 +53,7 @@ class AnthropicProvider:
 
     async def complete(self, body: dict[str, Any]) -> ProviderResponse:
         with map_errors(self.target):
-            response = await self._client.send(self._request(body, stream=False))
+            response = await send_within(self._client, self._request(body, stream=False), self.target)
         await raise_for_status(response, self.target)
         data = parse_json(response.text, self.target, "response")
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):

@@ -10,6 +10,7 @@ nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -214,3 +215,21 @@ def make_client(max_connections: int = 1000) -> httpx.AsyncClient:
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=200),
         follow_redirects=False,  # a redirect must not carry a key to another host
     )
+
+
+async def send_within(client: httpx.AsyncClient, request: httpx.Request, target: Target) -> httpx.Response:
+    """Send `request` and read the whole response; with the target's first_token_timeout_s, its
+    headers must arrive within that (ProviderTimeout: the chain moves to the next target)."""
+    limit = target.first_token_timeout_s
+    if limit is None:
+        return await client.send(request)
+    try:
+        async with asyncio.timeout(limit):
+            response = await client.send(request, stream=True)
+    except TimeoutError:
+        raise ProviderTimeout(f"{target.name}: no response within {limit:.2f}s", target=target.name) from None
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return response

@@ -18,6 +18,7 @@ from llmrouter.providers.base import (
     map_errors,
     parse_json,
     raise_for_status,
+    send_within,
 )
 
 
@@ -43,7 +44,7 @@ class OpenAIProvider:
 
     async def complete(self, body: dict[str, Any]) -> ProviderResponse:
         with map_errors(self.target):
-            response = await self._client.send(self._request(body, stream=False))
+            response = await send_within(self._client, self._request(body, stream=False), self.target)
         await raise_for_status(response, self.target)
         data = parse_json(response.text, self.target, "response")
         try:
