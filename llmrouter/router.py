@@ -172,20 +172,14 @@ class Router:
         job = self.pool.submit(text)
         answer = asyncio.wrap_future(job)
         try:
-            verdict = await asyncio.wait_for(asyncio.shield(answer), wait_s)
-        except TimeoutError:
-            if not job.cancel():  # already being decided: it is nearly done
-                return await self._afrom_model_late(answer, text, t0)
-            reason = (f"router model busy: waited {wait_s or 0.0:.1f}s with {self.pool.waiting} request(s) "
-                      "queued; the cheap stage decided")
-            return self._cheap_decision(self.cheap.scores(text), reason, t0)
-        except DeciderError as exc:
-            return self.default_decision(f"decider failed: {exc}", t0)
-        return self._model_decision(text, verdict, False, True, t0)
-
-    async def _afrom_model_late(self, answer: asyncio.Future[Verdict], text: str, t0: float) -> Decision:
-        try:
-            verdict = await answer
+            try:
+                verdict = await asyncio.wait_for(asyncio.shield(answer), wait_s)
+            except TimeoutError:
+                if job.cancel():  # still queued: the cheap stage answers instead
+                    reason = (f"router model busy: waited {wait_s or 0.0:.1f}s with {self.pool.waiting} "
+                              "request(s) queued; the cheap stage decided")
+                    return self._cheap_decision(self.cheap.scores(text), reason, t0)
+                verdict = await answer  # already being decided: it is nearly done
         except DeciderError as exc:
             return self.default_decision(f"decider failed: {exc}", t0)
         return self._model_decision(text, verdict, False, True, t0)
@@ -297,14 +291,19 @@ class Router:
         from llmrouter.completion import Plan
 
         req = Request.of(request)
-        if model is None or model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":"):
+        if model is None or asks_for_routing(model):
             decision = await self.adecide(req, allowed)
             return Plan(req, decision, self.table.targets_of(decision.route), decision.route)
-        targets = self.config.targets
-        named = (model,) if model in targets else tuple(n for n, t in targets.items() if t.model == model)
+        named = self.targets_named(model)
         if not named:
-            raise UnknownModel(f"unknown model {model!r}: use 'router' or one of: {', '.join(sorted(targets))}")
+            raise UnknownModel(f"unknown model {model!r}: use 'router' or one of: {', '.join(sorted(self.config.targets))}")
         return Plan(req, None, named, f"model:{model}")
+
+    def targets_named(self, model: str) -> tuple[str, ...]:
+        """The targets a `model` other than "router" calls: the target of that name, else every
+        target serving that model id (in table order); () when none."""
+        targets = self.config.targets
+        return (model,) if model in targets else tuple(n for n, t in targets.items() if t.model == model)
 
     async def acomplete(self, request: Any, *, model: str | None = None, deadline_s: float | None = None,
                         allowed: tuple[str, ...] | None = None, **params: Any) -> Completion:
@@ -342,6 +341,11 @@ class Router:
         self.pool.close()
         if self.cache:
             self.cache.close()
+
+
+def asks_for_routing(model: str) -> bool:
+    """Whether a request's `model` asks the router to decide ("router" or "router:<table>")."""
+    return model == ROUTER_MODEL or model.startswith(ROUTER_MODEL + ":")
 
 
 def cheap_stage_for(table: RouteTable) -> CheapStage:

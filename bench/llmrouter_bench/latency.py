@@ -152,14 +152,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write(results: dict[str, Any], out_dir: Path, name: str = "latency") -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md"]
-    paths[0].write_text(json.dumps(results, indent=2))
-    paths[1].write_text(markdown(results))
-    png = out_dir / f"{name}.png"
-    if plot(results, png):
-        paths.append(png)
-    return paths
+    return bm.write_results(results, out_dir, name, markdown, plot)
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from llmrouter_bench import measure
 
 from llmrouter.config import Config
 
@@ -52,8 +53,6 @@ def base_prompts(data: str | None) -> list[str]:
         texts = [json.loads(line)["prompt"] for line in Path(data).read_text("utf-8").splitlines() if line.strip()]
         if texts:
             return texts
-    from llmrouter_bench import measure
-
     return list(measure.SAMPLE_REQUESTS)
 
 
@@ -263,7 +262,7 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(r: dict[str, Any], path: Path) -> Path:
+def plot(r: dict[str, Any], path: Path) -> bool:
     """Stacked shares by source per level, and the added latency."""
     import matplotlib
 
@@ -286,13 +285,8 @@ def plot(r: dict[str, Any], path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return True
 
 
 def write(r: dict[str, Any], out: Path, name: str = "load") -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / f"{name}.json", out / f"{name}.md"]
-    files[0].write_text(json.dumps(r, indent=2))
-    files[1].write_text(markdown(r))
-    files.append(plot(r, out / f"{name}.png"))
-    return files
+    return measure.write_results(r, out, name, markdown, plot)

@@ -261,3 +261,16 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "llama_cpp_python": llama_cpp.__version__, "platform": platform.platform(),
             "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload())}
+
+
+def write_results(results: dict[str, Any], out_dir: Path, name: str, markdown: Callable[[dict[str, Any]], str],
+                  plot: Callable[[dict[str, Any], Path], bool]) -> list[Path]:
+    """`name`.json, `name`.md and, where `plot` draws one, `name`.png in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md"]
+    paths[0].write_text(json.dumps(results, indent=2))
+    paths[1].write_text(markdown(results))
+    png = out_dir / f"{name}.png"
+    if plot(results, png):
+        paths.append(png)
+    return paths

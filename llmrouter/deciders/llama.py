@@ -296,12 +296,7 @@ class LlamaDecider:
         states, at = self._eval_request(req + self.suffix, states=need, layers=layers)
         t2 = time.perf_counter()
         scores = score_routes(self.trie, self._logits_after)
-        obs = Observation(scores=scores)
-        if states is not None:
-            n = len(req)
-            obs = Observation(scores=scores, mean=_mean(states, n), last=states[-1],
-                              layers={x: (_mean(s, n), s[-1]) for x, s in at.items()},
-                              text=precap_text(text, self.settings.max_request_tokens * 16)[0])
+        obs = self._observation(text, len(req), scores, states, at)
         decider = f"llama-{self.mode}"
         if head is not None:
             scores, decider = head.decide(obs, self.mode)
@@ -311,18 +306,19 @@ class LlamaDecider:
             route = self._generate_route(req)
         if explain:
             reason = self._explain(req, route)
-        t3 = time.perf_counter()
-        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
-        return Verdict(
-            route=route,
-            scores=scores,
-            reason=reason,
-            truncated=truncated,
-            request_tokens=len(req),
-            timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2), decode_ms=ms(t2, t3),
-                            total_ms=ms(t0, t3)),
-            decider=decider,
-        ), obs
+        return Verdict(route=route, scores=scores, reason=reason, truncated=truncated, request_tokens=len(req),
+                       timings=_timings(t0, t1, t2, time.perf_counter()), decider=decider), obs
+
+    def _observation(self, text: str, n: int, scores: dict[str, float], states: np.ndarray | None,
+                     layers: dict[int, np.ndarray]) -> Observation:
+        """What a head reads of one request: route scores, and with states or layer rows (the
+        request's `n` tokens, then the suffix) their mean and last row, and the text."""
+        if states is None and not layers:
+            return Observation(scores=scores)
+        return Observation(scores=scores, mean=None if states is None else _mean(states, n),
+                           last=None if states is None else states[-1],
+                           layers={x: (_mean(s, n), s[-1]) for x, s in layers.items()},
+                           text=precap_text(text, self.settings.max_request_tokens * 16)[0])
 
     def _exit_layer(self) -> int | None:
         """Where the forward pass may stop: the head's deepest layer, when it reads nothing above
@@ -373,26 +369,16 @@ class LlamaDecider:
                     times: tuple[float, float, float]) -> Verdict:
         """One request's verdict from its rows of a batched pass."""
         req, truncated = encoded
-        n, head = len(req), self.head
+        head = self.head
         scores = score_routes(self.trie, lambda path: rows.logits[tuple(path)]) if rows.logits else {}
-        obs = Observation(scores=scores)
-        if rows.layers or rows.states is not None:
-            obs = Observation(scores=scores, mean=None if rows.states is None else _mean(rows.states, n),
-                              last=None if rows.states is None else rows.states[-1],
-                              layers={x: (_mean(s, n), s[-1]) for x, s in rows.layers.items()},
-                              text=precap_text(text, self.settings.max_request_tokens * 16)[0])
+        obs = self._observation(text, len(req), scores, rows.states, rows.layers)
         decider = f"llama-{self.mode}"
         if head is not None:
             scores, decider = head.decide(obs, self.mode)
-            if not rows.logits:
+            if not rows.logits:  # the pass stopped early: no logits, no route scores
                 decider = f"fitted:exit@{head.exit_layer}"
-        t3 = time.perf_counter()
-        t0, t1, t2 = times
-        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
         return Verdict(route=max(scores, key=scores.__getitem__), scores=scores, truncated=truncated,
-                       request_tokens=n, timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2),
-                                                         decode_ms=ms(t2, t3), total_ms=ms(t0, t3)),
-                       decider=decider)
+                       request_tokens=len(req), timings=_timings(*times, time.perf_counter()), decider=decider)
 
     # --- early exit: a head that reads only intermediate layers ---------------------------
     def _decide_early(self, text: str, req: list[int], truncated: bool, head: FittedHead, t0: float, t1: float
@@ -400,18 +386,7 @@ class LlamaDecider:
         """Evaluate the request only up to the deepest layer the head reads (llamacpp/taps.py
         stops the pass there): no layers above it, no output head, no route scoring."""
         at = self._eval_to_layer(req + self.suffix, head.layers)
-        t2 = time.perf_counter()
-        n = len(req)
-        obs = Observation(scores={}, layers={x: (_mean(s, n), s[-1]) for x, s in at.items()},
-                          text=precap_text(text, self.settings.max_request_tokens * 16)[0])
-        scores, _ = head.decide(obs, "fitted")
-        route = max(scores, key=scores.__getitem__)
-        t3 = time.perf_counter()
-        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
-        return Verdict(route=route, scores=scores, truncated=truncated, request_tokens=n,
-                       timings=Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2), decode_ms=ms(t2, t3),
-                                       total_ms=ms(t0, t3)),
-                       decider=f"fitted:exit@{head.exit_layer}")
+        return self._verdict_of(text, (req, truncated), Rows(None, at), (t0, t1, time.perf_counter()))
 
     def _eval_to_layer(self, toks: list[int], layers: tuple[int, ...]) -> dict[int, np.ndarray]:
         """The chosen layers' outputs for `toks` after the prefix, the pass stopped after the
@@ -458,6 +433,12 @@ class LlamaDecider:
         The prompt is rebuilt from its parts, not read back from the context: in generate mode
         the context also holds the generated JSON."""
         return self.outlines.reason(self.prefix + req + self.suffix + self.route_tokens[route])
+
+
+def _timings(t0: float, t1: float, t2: float, t3: float) -> Timings:
+    """Tokenize (t0-t1), prefill (t1-t2), decode (t2-t3) and total, in ms."""
+    ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
+    return Timings(tokenize_ms=ms(t0, t1), prefill_ms=ms(t1, t2), decode_ms=ms(t2, t3), total_ms=ms(t0, t3))
 
 
 def _mean(states: np.ndarray, n: int) -> np.ndarray:

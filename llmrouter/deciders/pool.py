@@ -39,7 +39,6 @@ class DeciderPool:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        self.batches: dict[int, int] = {}  # batch size -> how many batches of that size were decided
         self.per_worker = [0] * len(self.deciders)  # requests each worker decided
 
     @property
@@ -107,7 +106,6 @@ class DeciderPool:
         return batch
 
     def _decide(self, decider: Any, jobs: list[Job]) -> None:
-        self.batches[len(jobs)] = self.batches.get(len(jobs), 0) + 1
         if len(jobs) > 1:
             try:
                 verdicts = decider.decide_batch([j.text for j in jobs])
