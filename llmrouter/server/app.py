@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from llmrouter.completion import CompletionStream
-from llmrouter.router import ROUTER_MODEL
+from llmrouter.router import ROUTER_MODEL, asks_for_routing
 from llmrouter.config import FallbackPolicy
 from llmrouter.errors import ProviderError, RequestError, UnknownModel
 from llmrouter.fallback import CircuitBreaker, safe_log
@@ -140,10 +140,9 @@ async def chat(request: HTTPRequest) -> Response:
         meta = wire.http_metadata(request.headers, body.metadata, body.tools)
         allowed = None
         if key is not None:
-            routed = body.model == ROUTER_MODEL or body.model.startswith(ROUTER_MODEL + ":")
+            named = None if asks_for_routing(body.model) else router.targets_named(body.model) or (body.model,)
             pin = meta.get("pin")
-            meta = apply_grants(key, meta, pin if isinstance(pin, str) else None, body.model, routed,
-                                router.config.targets)
+            meta = apply_grants(key, meta, pin if isinstance(pin, str) else None, body.model, named)
             allowed = tuple(key.routes) or None
         try:
             req = Request.of({"messages": body.messages, "metadata": meta})

@@ -246,17 +246,17 @@ def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]
 
 
 def apply_grants(record: KeyRecord, metadata: dict[str, object], client_pin: str | None,
-                 model: str, is_routed: bool, targets: Mapping[str, object]) -> dict[str, object]:
+                 model: str, named: tuple[str, ...] | None) -> dict[str, object]:
     """The request's metadata as the key allows it: tier and key from the key, a pin only where
-    the key may pin, a named target only where it may bypass routing (else 403)."""
+    the key may pin, and the targets a `model` names (`named`; None: the router decides) only
+    where it may bypass routing to all of them (else 403)."""
     from llmrouter.server.wire import HTTPError
 
     def refuse(message: str) -> HTTPError:
         return HTTPError(403, message, kind="permission_error", code="not_allowed")
 
-    if not is_routed:
-        named = model if model in targets else next((n for n, t in targets.items() if getattr(t, "model", None) == model), model)
-        if not record.may_bypass or (record.targets and named not in record.targets):
+    if named is not None:
+        if not record.may_bypass or (record.targets and not set(named) <= set(record.targets)):
             raise refuse(f"this key may not call {model!r} directly: use model=\"router\"")
     meta = dict(metadata)
     if not record.trusted_gateway:

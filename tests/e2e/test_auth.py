@@ -175,3 +175,14 @@ def test_the_route_table_can_name_the_key_file(tmp_path):
     assert Config.from_dict(cfg.to_dict()).auth == cfg.auth
     r = CliRunner().invoke(app, ["serve", "-c", str(table), "--host", "0.0.0.0"])
     assert r.exit_code == 1 and f"no key file at {tmp_path / 'keys.json'}" in r.output  # [auth] was read
+
+
+def test_a_model_id_served_by_several_targets_needs_them_all_granted(keys):
+    from llmrouter.server.auth import apply_grants
+    from llmrouter.server.wire import HTTPError
+
+    _, record = keys.create("acme", may_bypass=True, targets=["a"])
+    assert apply_grants(record, {}, None, "shared-model", ("a",))["tenant"] == "acme"
+    with pytest.raises(HTTPError) as refused:  # the chain would fall back to p, which the key may not call
+        apply_grants(record, {}, None, "shared-model", ("a", "p"))
+    assert refused.value.status == 403
