@@ -31,7 +31,9 @@ def keys(tmp_path):
 def served(emu, serve, keys):
     price = {"input_price": 1000.0, "output_price": 1000.0}  # USD per million tokens: a cent an answer
     data = fleet(emu, {"main": ["a"], "premium": ["p"]}, a=price, p=price).to_dict()
-    data["rules"] = [{"name": "pins", "when": {"pin": ["main", "premium"]}, "then": {"use_pin": True}}]
+    data["rules"] = [{"name": "pins", "when": {"pin": ["main", "premium"]}, "then": {"use_pin": True}},
+                     {"name": "gold", "when": {"user_tier": ["gold"]}, "then": {"route": "main"}},
+                     {"name": "kiosk", "when": {"surface": ["kiosk"]}, "then": {"route": "main"}}]
     router = Router(Config.from_dict(data), decider=FixedDecider("premium"), cache=None)
     with serve(create_app(router, keys=keys)) as url:
         with httpx.Client(base_url=url, timeout=10) as client:
@@ -186,3 +188,13 @@ def test_a_model_id_served_by_several_targets_needs_them_all_granted(keys):
     with pytest.raises(HTTPError) as refused:  # the chain would fall back to p, which the key may not call
         apply_grants(record, {}, None, "shared-model", ("a", "p"))
     assert refused.value.status == 403
+
+
+@pytest.mark.parametrize("header", [{"x-llmrouter-tier": "gold"}, {"x-llmrouter-surface": "kiosk"}])
+def test_a_clients_own_tier_and_surface_are_not_believed(served, keys, header):
+    plain, _ = keys.create("acme")  # the rules send gold-tier and kiosk requests to main
+    r = served.post("/v1/chat/completions", json=HELLO, headers={**bearer(plain), **header})
+    assert r.status_code == 200 and r.headers["x-llmrouter-route"] == "premium"  # as if no header was sent
+    gateway, _ = keys.create("edge", trusted_gateway=True)
+    r = served.post("/v1/chat/completions", json=HELLO, headers={**bearer(gateway), **header})
+    assert r.status_code == 200 and r.headers["x-llmrouter-route"] == "main" and r.headers["x-llmrouter-source"] == "rule"

@@ -36,6 +36,7 @@ def test_a_batch_decides_as_one_request_at_a_time_does(batching):
     alone = [d.decide(t) for t in TEXTS]
     together = d.decide_batch(TEXTS)
     assert [v.route for v in together] == [v.route for v in alone]
+    assert len({v.timings.prefill_ms for v in together}) == 1  # one pass for all, not eight
     for a, b in zip(alone, together):
         assert b.decider == a.decider == "fitted:exit@24" and b.request_tokens == a.request_tokens
         assert b.scores == pytest.approx(a.scores, abs=0.02)  # float noise: cells sit elsewhere
@@ -67,3 +68,4 @@ def test_an_early_exit_head_batches_too(batching, tmp_path_factory):
         d.head = old
     assert all(v.decider == "fitted:exit@16" for v in alone + together)
     assert [v.route for v in together] == [v.route for v in alone]
+    assert len({v.timings.prefill_ms for v in together}) == 1  # one stopped pass for all
