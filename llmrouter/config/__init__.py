@@ -6,9 +6,11 @@ package (it imports only errors, paths and the registry of kinds).
     targets.py   Target (its provider kind, timeouts, retries, prices and what an answer costs)
     settings.py  RouterSettings ([router], [router.remote]), FallbackPolicy ([fallback])
     policy.py    the policy sections: [[rules]], [tiers], [surfaces], [escalation], [budgets]...
+    dashboard.py DashboardSettings ([dashboard]: the baseline route, request text, the stats file)
     file.py      Config: a whole table, from and to TOML
 """
 
+from llmrouter.config.dashboard import DashboardSettings
 from llmrouter.config.file import Config, format_errors
 from llmrouter.config.policy import PolicySettings
 from llmrouter.config.routes import ROUTE_NAME, Route, RouteTable
@@ -18,6 +20,7 @@ from llmrouter.config.targets import Target
 __all__ = [
     "AuthSettings",
     "DEFAULT_CONFIG",
+    "DashboardSettings",
     "ROUTE_NAME",
     "Config",
     "FallbackPolicy",

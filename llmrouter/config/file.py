@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from llmrouter.config.base import Strict
+from llmrouter.config.dashboard import DashboardSettings
 from llmrouter.config.policy import PolicySettings, check_policy
 from llmrouter.config.routes import RouteTable
 from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RouterSettings
@@ -29,6 +30,7 @@ class Config(Strict):
     policy: PolicySettings = Field(default_factory=PolicySettings)  # rules, surfaces, caps...
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     auth: AuthSettings | None = None  # [auth]: the server's API keys
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)  # [dashboard]: /dashboard, /v1/stats
     path: str = ""
 
     @model_validator(mode="after")
@@ -42,6 +44,10 @@ class Config(Strict):
                         f"under [targets] (known: {known})"
                     )
         problems = check_policy(self.policy, self.table)
+        baseline = self.dashboard.baseline_route
+        if baseline and baseline not in self.table:
+            problems.append(f"dashboard.baseline_route {baseline!r} is not a route of the table "
+                            f"(routes: {', '.join(self.table.names)})")
         if problems:
             raise ValueError("\n  - ".join(problems))
         return self
@@ -58,10 +64,11 @@ class Config(Strict):
         policy = {k: data.pop(k) for k in PolicySettings.SECTIONS if k in data}
         fallback = data.pop("fallback", {}) or {}
         auth = data.pop("auth", None)
+        dashboard = data.pop("dashboard", {}) or {}
         if data:
             raise ConfigError(
                 f"{path or 'config'}: unknown top-level key(s): {', '.join(sorted(data))} "
-                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], or a policy section: "
+                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], [dashboard], or a policy section: "
                 f"{', '.join(PolicySettings.SECTIONS)})"
             )
         if default_route is None:
@@ -74,6 +81,7 @@ class Config(Strict):
                 policy=policy,
                 fallback=fallback,
                 auth=auth,
+                dashboard=dashboard,
                 path=path,
             )
         except ValidationError as exc:
@@ -113,6 +121,9 @@ class Config(Strict):
             out["fallback"] = fallback
         if self.auth is not None:
             out["auth"] = self.auth.model_dump(mode="json")
+        dashboard = self.dashboard.model_dump(mode="json", exclude_defaults=True)
+        if dashboard:
+            out["dashboard"] = dashboard
         return out
 
     def to_toml(self) -> str:
