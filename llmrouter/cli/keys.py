@@ -30,6 +30,8 @@ def _names(value: str) -> list[str]:
 @keys_app.command("create")
 def create(
     tenant: str = typer.Option(..., help="Who the key belongs to (a label in metrics and logs)."),
+    role: str = typer.Option("full", help="full: call completions and read; read: only read /dashboard, "
+                             "/v1/stats and /metrics."),
     tier: str = typer.Option("", help="The key's tier (a [tiers] name of the route table)."),
     rpm: int = typer.Option(0, min=0, help="Requests per minute (0: no limit)."),
     tpm: int = typer.Option(0, min=0, help="Prompt + completion tokens per minute (0: no limit)."),
@@ -43,7 +45,9 @@ def create(
     file: Optional[Path] = FileOpt,
 ) -> None:
     """Create a key; its secret is printed once and never stored."""
-    secret, record = _store(file).create(tenant, tier=tier, rpm=rpm, tpm=tpm, budget_usd=budget,
+    if role not in ("full", "read"):
+        fail(f"--role must be full or read, not {role!r}")
+    secret, record = _store(file).create(tenant, tier=tier, rpm=rpm, tpm=tpm, budget_usd=budget, role=role,
                                          routes=_names(routes), targets=_names(targets),
                                          may_pin=may_pin, may_bypass=may_bypass, trusted_gateway=trusted_gateway)
     typer.echo(secret)
@@ -56,11 +60,11 @@ def list_(file: Optional[Path] = FileOpt) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("id", "tenant", "tier", "rpm", "tpm", "budget USD", "routes", "grants", "state")
+    t = Table("id", "tenant", "role", "tier", "rpm", "tpm", "budget USD", "routes", "grants", "state")
     for k in _store(file).keys.values():
         grants = ", ".join(g for g, on in (("pin", k.may_pin), ("bypass", k.may_bypass),
                                             ("gateway", k.trusted_gateway)) if on) or "-"
-        t.add_row(k.id, k.tenant, k.tier or "-", str(k.rpm or "-"), str(k.tpm or "-"),
+        t.add_row(k.id, k.tenant, k.role, k.tier or "-", str(k.rpm or "-"), str(k.tpm or "-"),
                   f"{k.budget_usd:g}" if k.budget_usd else "-", ",".join(k.routes) or "all", grants,
                   "revoked" if k.revoked else "active")
     Console().print(t)

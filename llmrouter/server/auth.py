@@ -4,7 +4,8 @@ A key looks like `llmr-<id>-<secret>`. The key file (JSON, written by `llmrouter
 key only its id, a random salt and sha256(salt + secret) — never the secret — plus what the key
 carries: its tenant, tier, request rate, the routes and targets it may use, and whether it may
 pin a route, call a target directly (bypass routing), or act as a trusted gateway (whose
-`x-llmrouter-*` headers are believed). Secrets are 32 random bytes, so one salted hash is as
+`x-llmrouter-*` headers are believed). A key's role is `full` (the default: it may call completions
+and read) or `read` (it may only read: /dashboard's data, /v1/stats, /metrics, /v1/models). Secrets are 32 random bytes, so one salted hash is as
 strong as a slow one; comparison is constant-time, and an unknown id costs the same as a wrong
 secret.
 """
@@ -22,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -38,6 +40,7 @@ class KeyRecord(BaseModel):
     salt: str
     hash: str
     tenant: str = Field(min_length=1)
+    role: Literal["full", "read"] = "full"  # read: the dashboard, stats and metrics, no completions
     tier: str = ""
     rpm: int = Field(0, ge=0)  # requests per minute (0: no limit)
     tpm: int = Field(0, ge=0)  # prompt + completion tokens per minute (0: no limit)
@@ -245,6 +248,11 @@ def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]
     return record
 
 
+def may_write(record: KeyRecord | None) -> bool:
+    """Whether the caller may call completions and send feedback (no key: the server has no keys)."""
+    return record is None or record.role != "read"
+
+
 def apply_grants(record: KeyRecord, metadata: dict[str, object], client_pin: str | None,
                  model: str, named: tuple[str, ...] | None) -> dict[str, object]:
     """The request's metadata as the key allows it: tier and key from the key, a pin only where
@@ -255,6 +263,9 @@ def apply_grants(record: KeyRecord, metadata: dict[str, object], client_pin: str
     def refuse(message: str) -> HTTPError:
         return HTTPError(403, message, kind="permission_error", code="not_allowed")
 
+    if not may_write(record):
+        raise refuse("this key is read-only (role read): it may read /dashboard, /v1/stats and /metrics, "
+                     "not call completions")
     if named is not None:
         if not record.may_bypass or (record.targets and not set(named) <= set(record.targets)):
             raise refuse(f"this key may not call {model!r} directly: use model=\"router\"")
