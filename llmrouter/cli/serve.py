@@ -52,8 +52,11 @@ def serve(
         decide_wait = fb.decide_wait_s if fb.decide_wait_s is not None else 5.0
     policy = fb.with_overrides(deadline_s=deadline, max_retries=max_retries)
     policy = policy.model_copy(update={"decide_wait_s": decide_wait or None})
-    web = create_app(router, policy=policy, max_body_bytes=int(max_body_mb * 1024 * 1024), keys=store)
-    logmod.get_logger("llmrouter").info("serving", base_url=f"http://{host}:{port}/v1", model="router")
+    stats_path = table.dashboard.stats_path(table.router.cache_path, table.path)
+    web = create_app(router, policy=policy, max_body_bytes=int(max_body_mb * 1024 * 1024), keys=store,
+                     stats_path=stats_path)
+    logmod.get_logger("llmrouter").info("serving", base_url=f"http://{host}:{port}/v1", model="router",
+                                        dashboard=f"http://{host}:{port}/dashboard", stats_file=str(stats_path))
     uvicorn.run(web, host=host, port=port, log_config=None, log_level=log_level.lower(), timeout_graceful_shutdown=5)
 
 

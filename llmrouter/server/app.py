@@ -6,6 +6,7 @@
     GET  /healthz               liveness, and each target's circuit state
     GET  /metrics               Prometheus text (per route, target and surface too: metrics.py)
     POST /v1/feedback           {"id": "<chat completion id>", "score": 0..1}: rate an answer
+    GET  /dashboard, /v1/stats  traffic, savings, latency tax, recent decisions (dashboard.py)
 
 Routing metadata travels in `x-llmrouter-*` response headers (route, source, confidence, target,
 attempts, fallbacks); a request may shorten its deadline with `x-llmrouter-deadline: SECONDS`.
@@ -37,9 +38,12 @@ from llmrouter.config import FallbackPolicy
 from llmrouter.errors import ProviderError, RequestError, UnknownModel
 from llmrouter.fallback import CircuitBreaker, safe_log
 from llmrouter.router import Router
+from llmrouter.server import dashboard as dash
 from llmrouter.server import wire
-from llmrouter.server.auth import KeyRecord, KeyStore, Meter, apply_grants, authenticate
+from llmrouter.server.auth import KeyRecord, KeyStore, Meter, apply_grants, authenticate, may_write
 from llmrouter.server.metrics import ServerMetrics
+from llmrouter.server.stats_recorder import Recorder
+from llmrouter.server.stats_store import StatsStore
 from llmrouter.server.wire import HTTPError
 from llmrouter.types import Completion, Request
 
@@ -56,6 +60,7 @@ class AppState:
     max_body_bytes: int = wire.MAX_BODY_BYTES
     keys: KeyStore | None = None  # None: no authentication (loopback or --insecure only)
     meter: Meter | None = None  # the keys' rates and spend
+    dashboard: dash.Dashboard | None = None  # /dashboard, /v1/stats and their store
 
     def caller(self, request: HTTPRequest, count: bool = False) -> KeyRecord | None:
         """The authenticated key (None without keys); raises 401, or 429 when `count`ed past its limits."""
@@ -77,6 +82,11 @@ class AppState:
             return self.routers[name]
         return self.default
 
+    @property
+    def recorder(self) -> Recorder:
+        assert self.dashboard is not None
+        return self.dashboard.recorder
+
     def breakers(self) -> dict[str, CircuitBreaker]:
         return {n: b for r in self.routers.values() for n, b in r.chain.breakers.items()}
 
@@ -88,17 +98,22 @@ def table_name(router: Router) -> str:
 
 
 def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, policy: FallbackPolicy | None = None,
-               max_body_bytes: int = wire.MAX_BODY_BYTES, keys: KeyStore | None = None) -> Starlette:
+               max_body_bytes: int = wire.MAX_BODY_BYTES, keys: KeyStore | None = None,
+               stats_path: Path | None = None) -> Starlette:
     """The server for `router` (and more route tables in `tables`, reachable as router:<name>);
     `policy` replaces the tables' own [fallback] settings; with `keys`, every endpoint but
-    /healthz needs an API key (server/auth.py)."""
+    /healthz (and the dashboard's static page) needs an API key (server/auth.py); the dashboard's
+    aggregates persist in `stats_path` (SQLite; None: in memory)."""
     routers = {table_name(router): router, **(tables or {})}
     metrics = ServerMetrics({s for r in routers.values() for s in r.config.policy.surfaces})
+    settings = router.config.dashboard
+    recorder = Recorder(StatsStore(stats_path, settings.retention_days * 86400, settings.recent), metrics.surface)
     for r in routers.values():
         if policy is not None:
             r.use_fallback(policy)
         r.chain.listeners.append(metrics.attempt)
         r.policy.on_alert(metrics.alert)
+        r.policy.on_alert(recorder.alert)
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
@@ -106,12 +121,16 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
             Route("/v1/feedback", feedback, methods=["POST"]),
+            *dash.ROUTES,
         ],
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
-    app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes, keys,
-                                   Meter(keys) if keys is not None else None)
+    state = AppState(routers, router, metrics, max_body_bytes, keys, Meter(keys) if keys is not None else None)
+    state.dashboard = dash.Dashboard(recorder.store, recorder, {n: r.config for n, r in routers.items()},
+                                     settings.report_dirs(router.config.path),
+                                     lambda: {n: b.state for n, b in state.breakers().items()})
+    app.state.llmrouter = state
     return app
 
 
@@ -125,6 +144,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
     for r in app.state.llmrouter.routers.values():  # the server's event loop ends: close its connections
         await r.chain.aclose()
+    if app.state.llmrouter.dashboard is not None:
+        app.state.llmrouter.dashboard.close()
 
 
 async def chat(request: HTTPRequest) -> Response:
@@ -132,7 +153,7 @@ async def chat(request: HTTPRequest) -> Response:
     metrics = state.metrics
     t0 = time.perf_counter()
     metrics.in_flight += 1
-    route, status, req = "", 200, None
+    route, status, req, decision = "", 200, None, None
     try:
         key = state.caller(request, count=True)
         body = await wire.read_body(request, state.max_body_bytes)
@@ -152,11 +173,11 @@ async def chat(request: HTTPRequest) -> Response:
         if body.stream:
             stream = await router.open_stream(req, model=body.model, deadline_s=deadline, allowed=allowed,
                                               **body.params())
-            route = stream.route
+            route, decision = stream.route, stream.decision
             metrics.decision(stream.decision, req)
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             return StreamingResponse(
-                _streamed(metrics, stream, req, include_usage, t0, lambda done: state.settle(key, done)),
+                _streamed(metrics, stream, req, include_usage, t0, _finisher(state, key, router, stream, req, t0)),
                 media_type="text/event-stream",
                 headers={**wire.meta_headers(stream.decision, stream.target, stream.attempts),
                          "cache-control": "no-cache"})
@@ -167,6 +188,7 @@ async def chat(request: HTTPRequest) -> Response:
         metrics.decision(done.decision, req)
         metrics.answer(done, req, response_id)
         state.settle(key, done)
+        state.recorder.answered(router.config, done, req, time.perf_counter() - t0)
         return JSONResponse(wire.completion_json(done, response_id),
                             headers=wire.meta_headers(done.decision, done.target, done.attempts))
     except Exception as exc:
@@ -177,6 +199,7 @@ async def chat(request: HTTPRequest) -> Response:
             safe_log("error", "server_error", error_type=type(exc).__name__, frames=wire.frames_of(exc))
         metrics.request(route, "", f"http_{err.status}")
         metrics.error(route, req, err.status)
+        state.recorder.failed(route, req, err.status, time.perf_counter() - t0, decision)
         return err.response()
     finally:
         metrics.in_flight -= 1
@@ -184,13 +207,26 @@ async def chat(request: HTTPRequest) -> Response:
         metrics.response_started(time.perf_counter() - t0, status)
 
 
+def _finisher(state: AppState, key: KeyRecord | None, router: Router, stream: CompletionStream, req: Request,
+              t0: float) -> Callable[[Completion | None, str], None]:
+    """What a stream's end settles: the key's spend, and the dashboard's count (an answer or a cut)."""
+    def finish(done: Completion | None, outcome: str) -> None:
+        state.settle(key, done)
+        if done is not None and outcome == "ok":
+            state.recorder.answered(router.config, done, req, time.perf_counter() - t0)
+        else:
+            state.recorder.failed(stream.route, req, 502, time.perf_counter() - t0, stream.decision, stream.target)
+
+    return finish
+
+
 async def _streamed(metrics: ServerMetrics, stream: CompletionStream, req: Request, include_usage: bool,
-                    t0: float, settle: Callable[[Completion | None], None]) -> AsyncIterator[bytes]:
+                    t0: float, finish: Callable[[Completion | None, str], None]) -> AsyncIterator[bytes]:
     response_id = wire.new_id()
 
     def ended(outcome: str) -> None:
         metrics.request(stream.route, stream.target, outcome)
-        settle(stream.completion)
+        finish(stream.completion, outcome)
         if stream.completion is not None:
             metrics.answer(stream.completion, req, response_id)
         metrics.stream_ended(time.perf_counter() - t0)
@@ -260,11 +296,16 @@ async def feedback(request: HTTPRequest) -> Response:
     if not isinstance(score, (int, float)) or not 0 <= score <= 1:
         return HTTPError(400, "score must be a number from 0 (bad) to 1 (good), or true/false",
                          code="invalid_request").response()
-    hit = state_of(request).metrics.feedback(data["id"], float(score))
+    state = state_of(request)
+    if not may_write(state.caller(request)):
+        return HTTPError(403, "this key is read-only: it may not send feedback", kind="permission_error",
+                         code="not_allowed").response()
+    hit = state.metrics.feedback(data["id"], float(score))
     if hit is None:
         return HTTPError(404, f"no answer with id {data['id'][:80]!r} (unknown, or too old)",
                          code="unknown_response").response()
     route, target, surface = hit
+    state.recorder.store.feedback(route, target, surface, float(score))
     log.info("feedback", id=data["id"][:80], score=float(score), route=route, target=target, surface=surface)
     return JSONResponse({"ok": True, "route": route, "target": target}, status_code=202)
 

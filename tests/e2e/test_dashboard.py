@@ -1,0 +1,151 @@
+"""The dashboard's JSON endpoints over real sockets (emulated targets): its numbers match /metrics
+after a scripted run, savings follow the targets' prices, the aggregates survive a restart,
+read-only keys read and only read, and request text stays out unless the table opts in."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import httpx
+import pytest
+
+from dashboard_run import POLICY, PRICES, ask, metrics, router, scripted_run
+from llmrouter.server import create_app
+from llmrouter.server.auth import KeyStore
+
+
+def cost(target: str, usage: dict[str, int]) -> float:
+    i, o = PRICES[target]
+    return (usage["prompt_tokens"] * i + usage["completion_tokens"] * o) / 1e6
+
+
+@pytest.fixture
+def served(emu, serve, tmp_path):
+    with serve(create_app(router(emu), policy=POLICY, stats_path=tmp_path / "stats.sqlite")) as url:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            yield client
+
+
+def test_the_numbers_match_the_metrics_after_a_scripted_run(served, emu):
+    run = scripted_run(served, emu)
+    stats = served.get("/v1/stats", params={"window": "5m"}).json()
+    prom = metrics(served)
+    routes = {r["route"]: r for r in stats["routes"]}
+    for route, answers in prom["llmrouter_route_answers_total:route"].items():
+        assert routes[route]["answers"] == answers
+    assert {r: v["answers"] for r, v in routes.items() if v["answers"]} == {"cheap": 4, "mid": 2, "premium": 1}
+    assert stats["totals"]["errors"] == sum(prom["llmrouter_route_errors_total"].values()) == 1
+    assert stats["totals"]["cost_usd"] == pytest.approx(sum(prom["llmrouter_route_cost_usd_total"].values()))
+    assert stats["totals"]["fallbacks"] == sum(prom["llmrouter_route_fallbacks_total"].values()) == 1
+    assert stats["sources"] == {"rule": 7}
+    assert routes["cheap"]["feedback"] == {"n": 2, "mean": 0.5}
+    # savings: every answer priced on premium's first target (p) and on the baseline route's (m)
+    answered = [u for us in run["usage"].values() for u in us]
+    assert routes["cheap"]["cost_if_top_usd"] == pytest.approx(sum(cost("p", u) for u in run["usage"]["cheap"]))
+    totals = stats["totals"]
+    assert totals["cost_if_baseline_usd"] == pytest.approx(sum(cost("m", u) for u in answered))
+    assert totals["saved_vs_baseline_usd"] == pytest.approx(totals["cost_if_baseline_usd"] - totals["cost_usd"])
+    assert totals["saved_vs_top_usd"] == pytest.approx(sum(cost("p", u) for u in answered) - totals["cost_usd"])
+    assert totals["saved_vs_top_usd"] > 0
+    assert stats["tables"]["default"] == {"top_route": "premium", "top_target": "p", "baseline_route": "mid",
+                                          "baseline_target": "m"}
+    assert routes["mid"]["cost_if_baseline_usd"] == pytest.approx(sum(cost("m", u) for u in run["usage"]["mid"]))
+    assert len(answered) == 7  # the stream's usage from its own final chunk
+    assert routes["cheap"]["decision_ms"]["n"] == 4 and routes["cheap"]["e2e_ms"]["p95"] > 0
+    assert sum(b["n"] for b in stats["confidence"]) == 7 and stats["confidence"][9]["n"] == 7
+    targets = {t["target"]: t for t in stats["targets"]}
+    assert targets["a"]["answers"] == 5 and targets["a"]["breaker"] == "closed"
+    recent = stats["recent"]
+    assert len(recent) == 8 and recent[0]["status"] == 400 and "text" not in recent[0]
+    assert {r["route"] for r in recent} == {"cheap", "mid", "premium", "-"}
+
+
+def test_windows_and_bad_input(served, emu):
+    ask(served, "cheap")
+    for window in ("5m", "1h", "24h", "all"):
+        body = served.get("/v1/stats", params={"window": window}).json()
+        assert body["window"] == window and body["totals"]["requests"] == 1
+    r = served.get("/v1/stats", params={"window": "7d"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_window"
+    assert served.get("/dashboard/../app.py").status_code == 404
+    assert served.get("/dashboard/nope.js").status_code == 404
+    page = served.get("/dashboard")
+    assert page.status_code == 200 and "dashboard.js" in page.text and "http" not in page.text.replace(
+        "http-equiv", "")  # no CDN: nothing is loaded from another origin
+
+
+def test_the_aggregates_survive_a_restart(emu, serve, tmp_path):
+    path = tmp_path / "stats.sqlite"
+    for _ in range(2):
+        with serve(create_app(router(emu), policy=POLICY, stats_path=path)) as url:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                assert ask(client, "mid").status_code == 200
+                totals = client.get("/v1/stats?window=all").json()["totals"]
+    assert totals["requests"] == 2 and totals["answers"] == 2
+
+
+def test_request_text_stays_out_unless_the_table_opts_in(emu, serve, tmp_path):
+    secret_text = "my card number is 4111 1111"
+    for opt_in in (False, True):
+        path = tmp_path / f"stats-{opt_in}.sqlite"
+        with serve(create_app(router(emu, request_text=opt_in), policy=POLICY, stats_path=path)) as url:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                assert ask(client, "cheap", secret_text).status_code == 200
+                recent = client.get("/v1/stats").json()["recent"][0]
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob(f"stats-{opt_in}.sqlite*"))
+        assert (recent.get("text") == secret_text) is opt_in
+        assert (secret_text.encode() in stored) is opt_in
+
+
+def test_read_only_keys_read_and_only_read(emu, serve, tmp_path):
+    keys = KeyStore(tmp_path / "keys.json")
+    reader, _ = keys.create("ops", role="read")
+    full, _ = keys.create("acme")
+    with serve(create_app(router(emu), policy=POLICY, keys=keys)) as url:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            auth = lambda s: {"authorization": f"Bearer {s}"}  # noqa: E731
+            assert c.get("/v1/stats").status_code == 401 and c.get("/v1/reports").status_code == 401
+            assert c.get("/dashboard").status_code == 200  # the page itself holds no numbers
+            r = c.post("/v1/chat/completions", headers=auth(reader),
+                       json={"model": "router", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 403 and "read-only" in r.json()["error"]["message"]
+            assert c.post("/v1/feedback", headers=auth(reader), json={"id": "x", "score": 1}).status_code == 403
+            r = c.post("/v1/chat/completions", headers=auth(full),
+                       json={"model": "router", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200
+            for who in (reader, full):
+                assert c.get("/metrics", headers=auth(who)).status_code == 200
+                stats = c.get("/v1/stats", headers=auth(who)).json()
+                assert stats["totals"]["answers"] == 1 and stats["tenants"][0]["tenant"] == "acme"
+
+
+def test_the_latest_reports_are_listed_and_served_from_their_folders(emu, serve, tmp_path):
+    evals, bench = tmp_path / "eval-report", tmp_path / "bench-results"
+    evals.mkdir(), bench.mkdir()
+    (evals / "report.md").write_text("# Router evaluation\naccuracy 0.9\n")
+    (evals / "calibration.png").write_bytes(b"\x89PNG fake")
+    (bench / "latency.md").write_text("# Decision latency\n")
+    (bench / "latency.png").write_bytes(b"\x89PNG fake")
+    (tmp_path / "secret.md").write_text("not a report")
+    cfg = router(emu, reports=[str(evals), str(bench)])
+    with serve(create_app(cfg, policy=POLICY)) as url:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            listing = c.get("/v1/reports").json()
+            assert listing["eval"]["plots"] == ["calibration.png"]
+            assert [b["name"] for b in listing["bench"]] == ["latency.md"]
+            assert c.get("/v1/reports/0/report.md").text.startswith("# Router evaluation")
+            assert c.get("/v1/reports/1/latency.png").headers["content-type"] == "image/png"
+            for bad in ("/v1/reports/0/..%2Fsecret.md", "/v1/reports/2/latency.md", "/v1/reports/0/keys.json",
+                        "/v1/reports/x/report.md"):
+                assert c.get(bad).status_code == 404
+
+
+def test_a_broken_stats_file_never_fails_a_request(emu, serve, tmp_path):
+    path = tmp_path / "stats.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with serve(create_app(router(emu), policy=POLICY, stats_path=path)) as url:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert ask(client, "cheap").status_code == 200
+            assert client.get("/v1/stats").json()["totals"]["answers"] == 1  # kept in memory instead
+    with pytest.raises(sqlite3.DatabaseError):
+        sqlite3.connect(path).execute("SELECT * FROM buckets").fetchall()
