@@ -71,8 +71,8 @@ class Dashboard:
                     png = md.with_suffix(".png")
                     bench.append({"folder": i, "name": md.name, "plots": [png.name] if png.is_file() else [],
                                   "mtime": _mtime(md)})
-        evals.sort(key=lambda r: float(r["mtime"]), reverse=True)
-        bench.sort(key=lambda r: float(r["mtime"]), reverse=True)
+        evals.sort(key=lambda r: (-float(r["mtime"]), r["name"]))
+        bench.sort(key=lambda r: (-float(r["mtime"]), r["name"]))
         return {"eval": evals[0] if evals else None, "bench": bench[:BENCH_SHOWN],
                 "folders": [str(d) for d in self.report_dirs]}
 

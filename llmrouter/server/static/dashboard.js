@@ -47,7 +47,8 @@ function svg(tag, attrs, text) {
 }
 
 const int = (n) => (n || 0).toLocaleString("en-US");
-const usd = (n) => "$" + (n || 0).toFixed(6);
+const usd = (n) => ((n || 0) < 0 ? "-$" : "$") + Math.abs(n || 0).toFixed(6);
+const routeName = (r) => (r === "-" ? "(failed before routing)" : r);
 const ms = (n) => (n === null || n === undefined ? "–" : n < 10 ? n.toFixed(2) : n.toFixed(0));
 const pct = (n) => (n === null || n === undefined ? "–" : n.toFixed(2));
 
@@ -140,7 +141,7 @@ const COUNTS = [["requests", "requests", int], ["answers", "answers", int], ["er
 const SPEND = [["cost_usd", "spend", usd]];
 
 function drawTables(s) {
-  table("routes", [["route", "route"], ...COUNTS, ["escalations", "escalations", int], ["cap_hits", "cap hits", int],
+  table("routes", [["route", "route", routeName], ...COUNTS, ["escalations", "escalations", int], ["cap_hits", "cap hits", int],
     ["fallbacks", "fallbacks", int], ...SPEND, ["saved_vs_top_usd", "saved vs top", usd],
     ["saved_vs_baseline_usd", "saved vs baseline", usd],
     [(r) => r.decision_ms.p50, "decision p50 ms", ms], [(r) => r.decision_ms.p95, "decision p95 ms", ms],
@@ -188,7 +189,7 @@ async function refresh() {
   try {
     const s = await (await api("/v1/stats?window=" + state.window)).json();
     drawCards(s);
-    bars("chart-routes", s.routes.map((r) => [r.route, r.requests]));
+    bars("chart-routes", s.routes.map((r) => [r.route === "-" ? "(no route)" : r.route, r.requests]));
     bars("chart-sources", Object.entries(s.sources).sort((a, b) => b[1] - a[1]));
     columns("chart-confidence", s.confidence);
     latency("chart-latency", s.routes.filter((r) => r.route !== "-"));
