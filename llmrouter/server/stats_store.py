@@ -9,9 +9,10 @@
 
 Minute buckets older than `retention_s` are rolled up into one all-time bucket (minute 0), so the
 file grows with the number of label combinations, not with time. The request path only appends
-to a list in memory; a thread writes it every second (WAL mode), and a read writes it first. A
-broken or unwritable file never fails a request: the store falls back to memory, or drops a batch,
-and says so in the log.
+to a list in memory (at most MAX_PENDING items); a thread writes it every second (WAL mode), and a
+read writes it first (an in-memory store, for tests and embedders, writes every INLINE_EVERY items
+instead, and has no thread). A broken or unwritable file never fails a request: the store falls
+back to memory, or drops a batch, and says so in the log.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from llmrouter.fallback import safe_log
 
 LOG_BIN = math.log(1.1)
 ALERTS_KEPT = 200
+MAX_PENDING = 100_000
+INLINE_EVERY = 64
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
   minute INTEGER, route TEXT, target TEXT, surface TEXT, tenant TEXT, source TEXT,
@@ -96,8 +99,11 @@ class StatsStore:
         self.path = self._open(path)
         self._stop = threading.Event()
         self._last_rollup = 0.0
-        self._thread = threading.Thread(target=self._loop, args=(flush_every_s,), name="llmrouter-stats", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if self.path is not None:
+            self._thread = threading.Thread(target=self._loop, args=(flush_every_s,), name="llmrouter-stats",
+                                            daemon=True)
+            self._thread.start()
 
     def _open(self, path: Path | None) -> Path | None:
         if path is not None:
@@ -120,16 +126,25 @@ class StatsStore:
 
     # --- the request path: append only --------------------------------------------------------
     def record(self, event: Event) -> None:
-        with self._lock:
-            self._pending.append(("event", event))
+        self._push("event", event)
 
     def feedback(self, route: str, target: str, surface: str, score: float) -> None:
-        with self._lock:
-            self._pending.append(("feedback", (time.time(), route, target, surface, score)))
+        self._push("feedback", (time.time(), route, target, surface, score))
 
     def alert(self, kind: str, detail: dict[str, Any]) -> None:
+        self._push("alert", (time.time(), kind, json.dumps(detail, default=str)[:2000]))
+
+    def _push(self, kind: str, item: Any) -> None:
         with self._lock:
-            self._pending.append(("alert", (time.time(), kind, json.dumps(detail, default=str)[:2000])))
+            self._pending.append((kind, item))
+            dropped = MAX_PENDING // 10 if len(self._pending) > MAX_PENDING else 0
+            if dropped:  # the writer is stuck: keep the newest, and log once per tenth dropped
+                del self._pending[:dropped]
+            due = self._thread is None and len(self._pending) >= INLINE_EVERY
+        if dropped:
+            safe_log("warning", "stats_backlog_full", dropped=dropped)
+        if due:
+            self.flush()
 
     # --- the writer -------------------------------------------------------------------------------
     def _loop(self, every_s: float) -> None:
@@ -222,7 +237,8 @@ class StatsStore:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
         self.flush()
         with self._db_lock:
             self.db.close()
