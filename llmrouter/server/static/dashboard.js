@@ -4,6 +4,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const POLL_MS = 5000;
+const RECENT_SHOWN = 30;
 const state = { window: "1h", timer: null, reportsShown: false };
 
 // --- the API key: #key=... once, then the tab's sessionStorage ---------------------------------
@@ -69,10 +70,10 @@ function drawCards(s) {
     card("requests", "Requests", int(t.requests), int(t.answers) + " answered"),
     card("errors", "Errors", int(t.errors), int(t.fallbacks) + " fallbacks", t.errors ? "bad" : ""),
     card("cost", "Spend", usd(t.cost_usd)),
-    card("saved-top", "Saved vs " + (table.top_route || "top route"), usd(t.saved_vs_top_usd),
+    card("saved-top", "Saved vs all on " + (table.top_route || "the top route"), usd(t.saved_vs_top_usd),
       share(t.saved_vs_top_usd, t.cost_if_top_usd), saved(t.saved_vs_top_usd)),
     table.baseline_route
-      ? card("saved-baseline", "Saved vs baseline " + table.baseline_route, usd(t.saved_vs_baseline_usd),
+      ? card("saved-baseline", "Saved vs all on " + table.baseline_route + " (baseline)", usd(t.saved_vs_baseline_usd),
         share(t.saved_vs_baseline_usd, t.cost_if_baseline_usd), saved(t.saved_vs_baseline_usd))
       : card("saved-baseline", "Baseline route", "–", "set [dashboard] baseline_route"),
     card("decision", "Router latency tax", ms(t.decision_ms.p50) + " ms", "p50; p95 " + ms(t.decision_ms.p95) + " ms"),
@@ -157,7 +158,7 @@ function drawTables(s) {
     ["confidence", "confidence", pct], ["source", "source"], ["target", "target"], ["decision_ms", "decision ms", ms],
     ["e2e_ms", "latency ms", ms], ["cost", "cost", usd], ["status", "status"]];
   if (s.recent.some((r) => r.text !== undefined)) recentHead.push(["text", "request text"]);
-  table("recent", recentHead, s.recent, "route");
+  table("recent", recentHead, s.recent.slice(0, RECENT_SHOWN), "route");
 }
 
 // --- reports: the latest eval report and bench results, with their plots -------------------------
