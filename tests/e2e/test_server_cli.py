@@ -116,3 +116,14 @@ def test_serve_logs_json_through_llmrouter_without_request_text(emu, tmp_path):
     assert {"decision", "completion"} <= {e.get("event") for e in lines}
     assert any(e.get("logger") == "uvicorn.access" for e in lines) and any(e.get("logger") == "uvicorn.error" for e in lines)
     assert text not in err and secret not in err
+
+
+def test_serve_keeps_the_dashboards_numbers_beside_the_cache_across_restarts(emu, tmp_path):
+    for answered in (1, 2):
+        with serving(emu, tmp_path, {"LLMROUTER_LOG_LEVEL": "error"}) as (url, _):
+            r = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                           json={"model": "router", "messages": [{"role": "user", "content": "Write a limerick"}]})
+            assert r.status_code == 200
+            totals = httpx.get(f"{url}/v1/stats", params={"window": "all"}, timeout=10).json()["totals"]
+            assert totals["answers"] == answered
+    assert (Path(os.environ["LLMROUTER_HOME"]) / "stats.sqlite").is_file()
