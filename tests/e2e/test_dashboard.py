@@ -5,13 +5,20 @@ read-only keys read and only read, and request text stays out unless the table o
 from __future__ import annotations
 
 import sqlite3
+import tomllib
+from pathlib import Path
 
 import httpx
 import pytest
 
 from dashboard_run import POLICY, PRICES, ask, metrics, router, scripted_run
+from llmrouter.config import Config
+from llmrouter.router import Router
 from llmrouter.server import create_app
 from llmrouter.server.auth import KeyStore
+from llmrouter.types import Verdict
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def cost(target: str, usage: dict[str, int]) -> float:
@@ -149,3 +156,35 @@ def test_a_broken_stats_file_never_fails_a_request(emu, serve, tmp_path):
             assert client.get("/v1/stats").json()["totals"]["answers"] == 1  # kept in memory instead
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(path).execute("SELECT * FROM buckets").fetchall()
+
+
+class Unsure:
+    """A decider that always leans to the cheapest route, unsure (0.5 < escalation.min_confidence)."""
+
+    name, model_id = "unsure", "unsure"
+
+    def decide(self, text, *, explain=False):
+        return Verdict(route="quick", scores={"quick": 0.5, "solid": 0.3, "deep": 0.2})
+
+
+def test_escalations_cap_hits_and_their_alerts(emu, serve):
+    data = tomllib.loads((EXAMPLES / "escalation.toml").read_text())
+    for name, t in data["targets"].items():
+        t["base_url"] = emu.base_url(name, "anthropic" if t.get("provider") == "anthropic" else "openai")
+        t.pop("api_key_env", None)
+    data["router"]["cache"] = False
+    data["escalation"].update(max_rate=0.5, min_requests=2, per_surface={})
+    cfg = Config.from_dict(data, path=str(EXAMPLES / "escalation.toml"))
+    with serve(create_app(Router(cfg, decider=Unsure()), policy=POLICY)) as url:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for i in range(8):
+                assert ask(client, "", f"question {i}").status_code == 200
+            stats = client.get("/v1/stats?window=5m").json()
+            prom = metrics(client)
+    t = stats["totals"]
+    assert t["escalations"] == sum(prom["llmrouter_route_escalations_total"].values()) > 0
+    assert 0 < t["cap_hits"] < 8 and t["escalations"] + t["cap_hits"] == 8
+    kinds = [a["kind"] for a in stats["alerts"]]
+    assert kinds.count("escalation_cap") == prom["llmrouter_alerts_total"]['kind="escalation_cap"'] == 1
+    assert stats["sources"] == {"model": 8} and sum(b["n"] for b in stats["confidence"]) == 8
+    assert stats["confidence"][5]["n"] == t["cap_hits"]  # kept on quick at 0.5; the escalated carry solid's
