@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -92,13 +94,14 @@ def chromium(width: int = 1400, height: int = 1800) -> Iterator[Page]:
     """A headless chromium on a free loopback port, with one blank tab."""
     binary = chromium_binary()
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="llmrouter-chromium-") as profile:
+    # chromium's helpers may still write the profile as it exits: its removal must not fail the test
+    with tempfile.TemporaryDirectory(prefix="llmrouter-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--disable-extensions", f"--remote-debugging-port={port}",
              "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}",
              f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             page = Page(_page_socket(port, proc))
             try:
@@ -106,11 +109,20 @@ def chromium(width: int = 1400, height: int = 1800) -> Iterator[Page]:
             finally:
                 page.ws.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End the chromium this helper started, with its helper processes (its own process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(10)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _page_socket(port: int, proc: subprocess.Popen[bytes]) -> str:

@@ -112,6 +112,7 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
         if policy is not None:
             r.use_fallback(policy)
         r.chain.listeners.append(metrics.attempt)
+        r.chain.listeners.append(recorder.attempt)
         r.policy.on_alert(metrics.alert)
         r.policy.on_alert(recorder.alert)
     app = Starlette(

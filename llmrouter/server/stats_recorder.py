@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from llmrouter.config import Config, Target
-from llmrouter.types import Completion, Decision, Request
+from llmrouter.types import Attempt, Completion, Decision, Request
 from llmrouter.server.stats_store import Event, StatsStore
 
 TEXT_KEPT = 200  # characters of request text, where the table opts in
@@ -68,6 +68,10 @@ class Recorder:
             source=source_of(decision) if decision is not None else "", status=status, e2e_ms=e2e_s * 1000,
             confidence=decision.confidence if decision else None,
             decision_ms=decision.timings.total_ms if decision else None))
+
+    def attempt(self, a: Attempt) -> None:
+        if a.outcome == "failed":
+            self.store.failed_attempt(a.target)
 
     def alert(self, event: dict[str, Any]) -> None:
         self.store.alert(str(event.get("kind")), {k: v for k, v in event.items() if k != "kind"})

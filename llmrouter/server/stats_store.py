@@ -1,7 +1,8 @@
 """The dashboard's aggregates in SQLite: per-minute buckets that survive restarts, bounded in size.
 
     buckets  (minute, route, target, surface, tenant, source) -> counts, cost, the cost had every
-             request gone to the most expensive route (cost_top) or to the baseline route, feedback
+             request gone to the most expensive route (cost_top) or to the baseline route, feedback,
+             and each target's failed attempts
     hists    (minute, route, kind, bin) -> n: decision and end-to-end latency (log bins, ~10%
              apart) and the router's confidence (tenths)
     recent   the last `recent` decisions (a ring); request text only when the table opts in
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS buckets (
   requests INTEGER DEFAULT 0, answers INTEGER DEFAULT 0, errors INTEGER DEFAULT 0,
   escalations INTEGER DEFAULT 0, cap_hits INTEGER DEFAULT 0, fallbacks INTEGER DEFAULT 0,
   cost REAL DEFAULT 0, cost_top REAL DEFAULT 0, cost_base REAL DEFAULT 0,
-  feedback_n INTEGER DEFAULT 0, feedback_sum REAL DEFAULT 0,
+  feedback_n INTEGER DEFAULT 0, feedback_sum REAL DEFAULT 0, failed_attempts INTEGER DEFAULT 0,
   PRIMARY KEY (minute, route, target, surface, tenant, source));
 CREATE TABLE IF NOT EXISTS hists (
   minute INTEGER, route TEXT, kind TEXT, bin INTEGER, n INTEGER,
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS recent (
 CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, detail TEXT);
 """
 COUNTS = ("requests", "answers", "errors", "escalations", "cap_hits", "fallbacks", "cost", "cost_top", "cost_base",
-          "feedback_n", "feedback_sum")
+          "feedback_n", "feedback_sum", "failed_attempts")
 KEY = ("minute", "route", "target", "surface", "tenant", "source")
 
 
@@ -131,6 +132,9 @@ class StatsStore:
     def feedback(self, route: str, target: str, surface: str, score: float) -> None:
         self._push("feedback", (time.time(), route, target, surface, score))
 
+    def failed_attempt(self, target: str) -> None:
+        self._push("attempt", (time.time(), target))
+
     def alert(self, kind: str, detail: dict[str, Any]) -> None:
         self._push("alert", (time.time(), kind, json.dumps(detail, default=str)[:2000]))
 
@@ -170,6 +174,8 @@ class StatsStore:
         for kind, item in batch:
             if kind == "event":
                 self._write_event(item)
+            elif kind == "attempt":
+                self._add_bucket((int(item[0] // 60), "", item[1], "", "", ""), failed_attempts=1)
             elif kind == "feedback":
                 ts, route, target, surface, score = item
                 self._add_bucket((int(ts // 60), route, target, surface, "", ""), feedback_n=1, feedback_sum=score)

@@ -66,7 +66,7 @@ def _grouped(store: StatsStore, column: str, start: int) -> list[Any]:
 def _counts(row: Any) -> dict[str, Any]:
     c = {k: (row[k] or 0) for k in COUNTS}
     out: dict[str, Any] = {k: int(c[k]) for k in ("requests", "answers", "errors", "escalations", "cap_hits",
-                                                  "fallbacks")}
+                                                  "fallbacks", "failed_attempts")}
     out.update(cost_usd=c["cost"], cost_if_top_usd=c["cost_top"], saved_vs_top_usd=c["cost_top"] - c["cost"],
                cost_if_baseline_usd=c["cost_base"], saved_vs_baseline_usd=c["cost_base"] - c["cost"],
                feedback={"n": int(c["feedback_n"]),

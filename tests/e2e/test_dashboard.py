@@ -62,6 +62,9 @@ def test_the_numbers_match_the_metrics_after_a_scripted_run(served, emu):
     assert sum(b["n"] for b in stats["confidence"]) == 7 and stats["confidence"][9]["n"] == 7
     targets = {t["target"]: t for t in stats["targets"]}
     assert targets["a"]["answers"] == 5 and targets["a"]["breaker"] == "closed"
+    failed = {t: v for t, v in prom["llmrouter_attempts_total"].items() if 'outcome="failed"' in t}
+    assert {t: targets[t]["failed_attempts"] for t in targets} == {"a": 0, "m": 1, "p": 1}
+    assert sorted(failed.values()) == [1.0, 1.0] and 'target="m"' in str(failed) and 'target="p"' in str(failed)
     recent = stats["recent"]
     assert len(recent) == 8 and recent[0]["status"] == 400 and "text" not in recent[0]
     assert {r["route"] for r in recent} == {"cheap", "mid", "premium", "-"}

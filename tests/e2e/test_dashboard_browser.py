@@ -24,7 +24,8 @@ READ_PAGE = """JSON.stringify({
   errors: document.querySelector('[data-k=errors]').textContent,
   spend: document.querySelector('[data-k=cost]').textContent,
   targets: Object.fromEntries([...document.querySelectorAll('#targets tr[data-key]')].map(tr =>
-    [tr.dataset.key, tr.querySelector('td[data-k=breaker]').textContent])),
+    [tr.dataset.key, [tr.querySelector('td[data-k=breaker]').textContent,
+                      Number(tr.querySelector('td[data-k=failed_attempts]').dataset.value)]])),
   recent: document.querySelectorAll('#recent tr[data-key]').length,
   bars: document.querySelectorAll('#chart-routes rect').length,
   reports: document.querySelectorAll('#reports details').length,
@@ -58,7 +59,8 @@ def test_the_page_shows_what_metrics_count(emu, serve, keys, tmp_path):
     assert int(shown["errors"]) == sum(prom["llmrouter_route_errors_total"].values()) == 1
     spend = sum(prom["llmrouter_route_cost_usd_total"].values())
     assert shown["spend"] == f"${spend:.6f}" and spend > 0
-    assert shown["targets"] == {"a": "closed", "m": "closed", "p": "closed"}
+    failed = {t: prom["llmrouter_attempts_total"].get(f'outcome="failed",target="{t}"', 0) for t in "amp"}
+    assert shown["targets"] == {t: ["closed", n] for t, n in failed.items()} and sum(failed.values()) == 2
     assert shown["recent"] == 8 and shown["bars"] == 4 and shown["reports"] >= 1
 
 

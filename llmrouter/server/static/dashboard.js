@@ -148,7 +148,8 @@ function drawTables(s) {
     [(r) => r.decision_ms.p50, "decision p50 ms", ms], [(r) => r.decision_ms.p95, "decision p95 ms", ms],
     [(r) => r.e2e_ms.p50, "end-to-end p50 ms", ms], [(r) => r.e2e_ms.p95, "end-to-end p95 ms", ms],
     [(r) => r.feedback.mean, "feedback", pct], [(r) => r.feedback.n, "scores", int]], s.routes, "route");
-  table("targets", [["target", "target"], ["breaker", "breaker"], ...COUNTS, ["fallbacks", "fallbacks", int],
+  table("targets", [["target", "target"], ["breaker", "breaker"], ...COUNTS,
+    ["failed_attempts", "failed attempts", int], ["fallbacks", "fell back to it", int],
     ...SPEND], s.targets, "target");
   table("surfaces", [["surface", "surface"], ...COUNTS, ...SPEND], s.surfaces, "surface");
   table("tenants", [["tenant", "tenant"], ...COUNTS, ...SPEND], s.tenants, "tenant");
