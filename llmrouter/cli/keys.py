@@ -30,8 +30,8 @@ def _names(value: str) -> list[str]:
 @keys_app.command("create")
 def create(
     tenant: str = typer.Option(..., help="Who the key belongs to (a label in metrics and logs)."),
-    role: str = typer.Option("full", help="full: call completions and read; read: only read /dashboard, "
-                             "/v1/stats and /metrics."),
+    role: str = typer.Option("full", help="full: call completions and read the numbers; read: only read "
+                             "/dashboard, /v1/stats and /metrics (every tenant's); call: only call completions."),
     tier: str = typer.Option("", help="The key's tier (a [tiers] name of the route table)."),
     rpm: int = typer.Option(0, min=0, help="Requests per minute (0: no limit)."),
     tpm: int = typer.Option(0, min=0, help="Prompt + completion tokens per minute (0: no limit)."),
@@ -45,8 +45,8 @@ def create(
     file: Optional[Path] = FileOpt,
 ) -> None:
     """Create a key; its secret is printed once and never stored."""
-    if role not in ("full", "read"):
-        fail(f"--role must be full or read, not {role!r}")
+    if role not in ("full", "read", "call"):
+        fail(f"--role must be full, read or call, not {role!r}")
     secret, record = _store(file).create(tenant, tier=tier, rpm=rpm, tpm=tpm, budget_usd=budget, role=role,
                                          routes=_names(routes), targets=_names(targets),
                                          may_pin=may_pin, may_bypass=may_bypass, trusted_gateway=trusted_gateway)

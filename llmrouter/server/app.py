@@ -40,7 +40,7 @@ from llmrouter.fallback import CircuitBreaker, safe_log
 from llmrouter.router import Router
 from llmrouter.server import dashboard as dash
 from llmrouter.server import wire
-from llmrouter.server.auth import KeyRecord, KeyStore, Meter, apply_grants, authenticate, may_write
+from llmrouter.server.auth import KeyRecord, KeyStore, Meter, apply_grants, authenticate, may_read, may_write
 from llmrouter.server.metrics import ServerMetrics
 from llmrouter.server.stats_recorder import Recorder
 from llmrouter.server.stats_store import StatsStore
@@ -275,6 +275,9 @@ async def healthz(request: HTTPRequest) -> JSONResponse:
 @keyed
 async def prometheus(request: HTTPRequest) -> Response:
     state = state_of(request)
+    if not may_read(state.caller(request)):
+        return HTTPError(403, "this key may only call completions (role call): it may not read /metrics",
+                         kind="permission_error", code="not_allowed").response()
     return PlainTextResponse(state.metrics.render(state.breakers()), media_type="text/plain; version=0.0.4")
 
 

@@ -4,8 +4,9 @@ A key looks like `llmr-<id>-<secret>`. The key file (JSON, written by `llmrouter
 key only its id, a random salt and sha256(salt + secret) — never the secret — plus what the key
 carries: its tenant, tier, request rate, the routes and targets it may use, and whether it may
 pin a route, call a target directly (bypass routing), or act as a trusted gateway (whose
-`x-llmrouter-*` headers are believed). A key's role is `full` (the default: it may call completions
-and read) or `read` (it may only read: /dashboard's data, /v1/stats, /metrics, /v1/models). Secrets are 32 random bytes, so one salted hash is as
+`x-llmrouter-*` headers are believed). A key's role says what it may do: `full` (the default) calls
+completions and reads the server's numbers (/metrics, /v1/stats: every tenant's), `read` only reads
+them (and /v1/models), `call` only calls (a customer's key: it sees no other tenant's numbers). Secrets are 32 random bytes, so one salted hash is as
 strong as a slow one; comparison is constant-time, and an unknown id costs the same as a wrong
 secret.
 """
@@ -40,7 +41,7 @@ class KeyRecord(BaseModel):
     salt: str
     hash: str
     tenant: str = Field(min_length=1)
-    role: Literal["full", "read"] = "full"  # read: the dashboard, stats and metrics, no completions
+    role: Literal["full", "read", "call"] = "full"  # read: stats and metrics only; call: completions only
     tier: str = ""
     rpm: int = Field(0, ge=0)  # requests per minute (0: no limit)
     tpm: int = Field(0, ge=0)  # prompt + completion tokens per minute (0: no limit)
@@ -251,6 +252,11 @@ def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]
 def may_write(record: KeyRecord | None) -> bool:
     """Whether the caller may call completions and send feedback (no key: the server has no keys)."""
     return record is None or record.role != "read"
+
+
+def may_read(record: KeyRecord | None) -> bool:
+    """Whether the caller may read the server's numbers: /metrics, /v1/stats, /v1/reports."""
+    return record is None or record.role != "call"
 
 
 def apply_grants(record: KeyRecord, metadata: dict[str, object], client_pin: str | None,

@@ -7,7 +7,7 @@
     GET /v1/reports                the latest eval report and bench results found in the report folders
     GET /v1/reports/{folder}/{file}      one of those files (.md, .json, .png)
 
-With API keys, the JSON endpoints need one: any key may read, a `read` key may only read.
+With API keys, the JSON endpoints need a key that may read (role full or read; a `call` key may not).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from llmrouter.config import Config
+from llmrouter.server.auth import may_read
 from llmrouter.server.stats_recorder import Recorder, first_target, top_route
 from llmrouter.server.stats_store import StatsStore
 from llmrouter.server.stats_view import BadWindow, snapshot
@@ -113,9 +114,11 @@ def _host(request: HTTPRequest) -> Any:
 
 
 def _reader(request: HTTPRequest) -> Dashboard:
-    """The dashboard, once the caller's key (any role) is checked; raises 401."""
+    """The dashboard, once the caller's key may read (full or read role); raises 401 or 403."""
     host = _host(request)
-    host.caller(request)
+    if not may_read(host.caller(request)):
+        raise HTTPError(403, "this key may only call completions (role call): it may not read the server's "
+                        "numbers", kind="permission_error", code="not_allowed")
     dash: Dashboard = host.dashboard
     return dash
 

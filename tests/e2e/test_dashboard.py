@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from dashboard_run import POLICY, PRICES, ask, metrics, router, scripted_run
+from typer.testing import CliRunner
+
+from llmrouter.cli import app
 from llmrouter.config import Config
 from llmrouter.router import Router
 from llmrouter.server import create_app
@@ -107,10 +110,11 @@ def test_request_text_stays_out_unless_the_table_opts_in(emu, serve, tmp_path):
         assert (secret_text.encode() in stored) is opt_in
 
 
-def test_read_only_keys_read_and_only_read(emu, serve, tmp_path):
+def test_read_keys_only_read_and_call_keys_only_call(emu, serve, tmp_path):
     keys = KeyStore(tmp_path / "keys.json")
     reader, _ = keys.create("ops", role="read")
     full, _ = keys.create("acme")
+    caller, _ = keys.create("globex", role="call")
     with serve(create_app(router(emu), policy=POLICY, keys=keys)) as url:
         with httpx.Client(base_url=url, timeout=10) as c:
             auth = lambda s: {"authorization": f"Bearer {s}"}  # noqa: E731
@@ -127,6 +131,21 @@ def test_read_only_keys_read_and_only_read(emu, serve, tmp_path):
                 assert c.get("/metrics", headers=auth(who)).status_code == 200
                 stats = c.get("/v1/stats", headers=auth(who)).json()
                 assert stats["totals"]["answers"] == 1 and stats["tenants"][0]["tenant"] == "acme"
+            r = c.post("/v1/chat/completions", headers=auth(caller),
+                       json={"model": "router", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and c.get("/v1/models", headers=auth(caller)).status_code == 200
+            for path in ("/v1/stats", "/v1/reports", "/metrics"):
+                r = c.get(path, headers=auth(caller))
+                assert r.status_code == 403 and r.json()["error"]["code"] == "not_allowed", path
+
+
+def test_keys_create_takes_a_role(tmp_path):
+    runner, path = CliRunner(), str(tmp_path / "keys.json")
+    r = runner.invoke(app, ["keys", "create", "--tenant", "ops", "--role", "read", "--file", path])
+    assert r.exit_code == 0 and r.stdout.startswith("llmr-")
+    assert [k.role for k in KeyStore(path).keys.values()] == ["read"]
+    r = runner.invoke(app, ["keys", "create", "--tenant", "ops", "--role", "admin", "--file", path])
+    assert r.exit_code != 0 and "--role must be full, read or call" in r.output
 
 
 def test_the_latest_reports_are_listed_and_served_from_their_folders(emu, serve, tmp_path):
