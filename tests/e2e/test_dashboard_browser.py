@@ -1,6 +1,6 @@
 """The dashboard in a real headless chromium (over CDP, no mock DOM): after a scripted run against
-the emulator, the page loads with a read-only key, shows no console error, and its numbers match
-/metrics. LLMROUTER_DASHBOARD_SCREENSHOT=PATH also saves a screenshot (docs/dashboard.png)."""
+the emulator, the page loads with a read-only key, shows no console error, its numbers match
+/metrics, and it follows new traffic live. LLMROUTER_DASHBOARD_SCREENSHOT=PATH also saves a screenshot (docs/dashboard.png)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from browser import chromium
-from dashboard_run import POLICY, metrics, router, scripted_run
+from dashboard_run import POLICY, ask, metrics, router, scripted_run
 from llmrouter.server import create_app
 from llmrouter.server.auth import KeyStore
 
@@ -52,6 +52,10 @@ def test_the_page_shows_what_metrics_count(emu, serve, keys, tmp_path):
             shown = json.loads(page.evaluate(READ_PAGE))
             shot = os.environ.get("LLMROUTER_DASHBOARD_SCREENSHOT")
             page.screenshot(Path(shot) if shot else tmp_path / "dashboard.png")
+            assert ask(client, "cheap").status_code == 200  # live: the page polls and shows it
+            page.wait_for("document.querySelector('[data-k=requests]').textContent === '9'")
+            page.evaluate("document.querySelector('#windows button[data-window=all]').click()")
+            page.wait_for("document.getElementById('status').textContent.endsWith('window all')")
             assert page.errors == []
     answers = {r: v for r, v in prom["llmrouter_route_answers_total:route"].items()}
     assert shown["routes"] == {**answers, "-": 0} and answers == {"cheap": 4, "mid": 2, "premium": 1}
