@@ -26,7 +26,7 @@ from llmrouter.config import Config
 from llmrouter.server.auth import may_read
 from llmrouter.server.stats_recorder import Recorder, first_target, top_route
 from llmrouter.server.stats_store import StatsStore
-from llmrouter.server.stats_view import BadWindow, snapshot
+from llmrouter.server.stats_view import BadWindow, empty_counts, snapshot
 from llmrouter.server.wire import HTTPError
 
 STATIC = Path(__file__).parent / "static"
@@ -54,7 +54,7 @@ class Dashboard:
         seen = {t["target"] for t in data["targets"]}
         for t in data["targets"]:
             t["breaker"] = states.get(t["target"], "")
-        data["targets"] += [{"target": n, "requests": 0, "breaker": s} for n, s in sorted(states.items())
+        data["targets"] += [{"target": n, **empty_counts(), "breaker": s} for n, s in sorted(states.items())
                             if n not in seen]
         data["tables"] = {name: _pricing(c) for name, c in self.configs.items()}
         return data

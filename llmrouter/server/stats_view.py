@@ -63,6 +63,11 @@ def _grouped(store: StatsStore, column: str, start: int) -> list[Any]:
                        f" ORDER BY SUM(requests) DESC, {column}", (start,))
 
 
+def empty_counts() -> dict[str, Any]:
+    """The counts of something that saw no traffic."""
+    return _counts({k: 0 for k in COUNTS})
+
+
 def _counts(row: Any) -> dict[str, Any]:
     c = {k: (row[k] or 0) for k in COUNTS}
     out: dict[str, Any] = {k: int(c[k]) for k in ("requests", "answers", "errors", "escalations", "cap_hits",
