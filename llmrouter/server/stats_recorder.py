@@ -7,14 +7,30 @@ from the answer's own token usage, minus what it cost.
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from llmrouter.config import Config, Target
+from llmrouter.fallback import safe_log
 from llmrouter.types import Attempt, Completion, Decision, Request
 from llmrouter.server.stats_store import Event, StatsStore
 
 TEXT_KEPT = 200  # characters of request text, where the table opts in
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def never_raises(method: F) -> F:
+    """A counting method that logs its own failure (where, never the request) instead of raising."""
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:  # a bug in counting must never fail the answer it counts
+            safe_log("warning", "stats_record_failed", error_type=type(exc).__name__, method=method.__name__)
+
+    return guarded  # type: ignore[return-value]
 
 
 def first_target(config: Config, route: str) -> Target | None:
@@ -43,6 +59,7 @@ class Recorder:
     def __init__(self, store: StatsStore, surface_of: Any) -> None:
         self.store, self.surface_of = store, surface_of
 
+    @never_raises
     def answered(self, config: Config, done: Completion, request: Request, e2e_s: float) -> None:
         u = done.usage
         d = done.decision
@@ -60,6 +77,7 @@ class Recorder:
             confidence=d.confidence if d else None, decision_ms=d.timings.total_ms if d else None,
             e2e_ms=e2e_s * 1000, text=request.text[:TEXT_KEPT] if config.dashboard.request_text else None))
 
+    @never_raises
     def failed(self, route: str, request: Request | None, status: int, e2e_s: float,
                decision: Decision | None = None, target: str = "") -> None:
         self.store.record(Event(
@@ -69,9 +87,11 @@ class Recorder:
             confidence=decision.confidence if decision else None,
             decision_ms=decision.timings.total_ms if decision else None))
 
+    @never_raises
     def attempt(self, a: Attempt) -> None:
         if a.outcome == "failed":
             self.store.failed_attempt(a.target)
 
+    @never_raises
     def alert(self, event: dict[str, Any]) -> None:
         self.store.alert(str(event.get("kind")), {k: v for k, v in event.items() if k != "kind"})

@@ -9,6 +9,7 @@ import pytest
 
 from llmrouter.config import Config
 from llmrouter.errors import ConfigError
+from llmrouter.server.stats_recorder import Recorder
 from llmrouter.server.stats_store import Event, StatsStore
 from llmrouter.server.stats_view import BadWindow, snapshot
 
@@ -117,3 +118,12 @@ def test_the_baseline_route_must_be_in_the_table():
         Config.from_dict({**data, "dashboard": {"baseline": "cheap"}})
     cfg = Config.from_dict({**data, "dashboard": {"baseline_route": "cheap", "request_text": True}})
     assert Config.from_dict(cfg.to_dict()).dashboard == cfg.dashboard
+
+
+def test_the_recorder_never_fails_the_answer_it_counts():
+    class Broken:
+        def record(self, event):
+            raise RuntimeError("disk on fire")
+
+    recorder = Recorder(Broken(), lambda request: "none")  # type: ignore[arg-type]
+    recorder.failed("cheap", None, 503, 0.1)  # logged, not raised
