@@ -8,8 +8,12 @@ import sqlite3
 import tomllib
 from pathlib import Path
 
+from urllib.parse import quote
+
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dashboard_run import POLICY, PRICES, ask, metrics, router, scripted_run
 from typer.testing import CliRunner
@@ -85,6 +89,15 @@ def test_windows_and_bad_input(served, emu):
     page = served.get("/dashboard")
     assert page.status_code == 200 and "dashboard.js" in page.text and "http" not in page.text.replace(
         "http-equiv", "")  # no CDN: nothing is loaded from another origin
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(window=st.text(max_size=30), name=st.text(min_size=1, max_size=40), folder=st.text(min_size=1, max_size=5))
+def test_any_window_or_report_path_gets_a_clear_answer(served, window, name, folder):
+    r = served.get("/v1/stats", params={"window": window})
+    assert r.status_code == (200 if window in ("5m", "1h", "24h", "all") else 400)
+    r = served.get(f"/v1/reports/{quote(folder, safe='')}/{quote(name, safe='')}")
+    assert r.status_code in (200, 404) and (r.status_code == 404 or name.endswith((".md", ".png", ".json")))
 
 
 def test_the_aggregates_survive_a_restart(emu, serve, tmp_path):

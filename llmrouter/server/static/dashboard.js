@@ -49,7 +49,7 @@ function svg(tag, attrs, text) {
 
 const int = (n) => (n || 0).toLocaleString("en-US");
 const usd = (n) => ((n || 0) < 0 ? "-$" : "$") + Math.abs(n || 0).toFixed(6);
-const routeName = (r) => (r === "-" ? "(failed before routing)" : r);
+const routeName = (r) => (r === "-" ? "(no route: a bypass, or failed first)" : r);
 const ms = (n) => (n === null || n === undefined ? "–" : n < 10 ? n.toFixed(2) : n.toFixed(0));
 const pct = (n) => (n === null || n === undefined ? "–" : n.toFixed(2));
 
