@@ -93,8 +93,8 @@ class Answerer:
 
     async def stream(self, plan: Plan, params: dict[str, Any], deadline_s: float | None = None) -> CompletionStream:
         """A started stream of the plan's answer; raises before any chunk if no target could start."""
-        inner = self.chain.stream(plan.targets, build_body(plan.request, params), has_image=plan.request.has_image,
-                                  deadline_s=deadline_s, label=plan.label)
+        inner = ChainStream(self.chain, plan.targets, build_body(plan.request, params),
+                            has_image=plan.request.has_image, deadline_s=deadline_s, label=plan.label)
         stream = CompletionStream(plan.decision, plan.label, inner, self.model_of)
         stream.on_done = lambda done: self.settle(plan.request, done)
         try:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from llmrouter.config import Target
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout, RequestError
 from llmrouter.config import FallbackPolicy
-from llmrouter.fallback import CircuitBreaker, FallbackChain
+from llmrouter.fallback import ChainStream, CircuitBreaker, FallbackChain
 from llmrouter.errors import ContextTooLong
 from llmrouter.providers import ProviderResponse, StreamChunk
 
@@ -215,7 +215,7 @@ def test_request_errors_do_not_trip_the_breaker():
 
 # --- streaming ---------------------------------------------------------------------------
 async def collect(chain: FallbackChain, names: list[str]) -> tuple[str, str, list[Any]]:
-    s = chain.stream(names, BODY)
+    s = ChainStream(chain, names, BODY)
     await s.start()
     text = "".join([c.delta.get("content") or "" async for c in s])
     return text, s.target or "", s.attempts
@@ -231,7 +231,7 @@ def test_stream_failing_after_content_raises_and_counts_against_the_target():
     chain, p, _ = make_chain({"a": [(2, err(None))], "b": ["ok"]}, FallbackPolicy(breaker_failures=1))
 
     async def go() -> tuple[list[str], Any]:
-        s = chain.stream(["a", "b"], BODY)
+        s = ChainStream(chain, ["a", "b"], BODY)
         await s.start()
         got = []
         with pytest.raises(ProviderError) as info:
