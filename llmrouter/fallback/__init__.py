@@ -1,5 +1,5 @@
 """One answer per request from a route's targets, surviving the ones that fail: deadlines,
-retries, Retry-After, circuit breakers and the streaming rules, in one place.
+retries, Retry-After, circuit breakers, hedging, health and the streaming rules, in one place.
 
 The rules, in the order they apply to each request:
 - Targets are tried in the route's order, each at most once per request (a target listed twice,
@@ -20,9 +20,19 @@ The rules, in the order they apply to each request:
   in a row it opens and the target is skipped; after `breaker_cooldown_s` one request probes it
   (half-open) and closes it again on success. When every target of a route is open, the request
   fails at once with a 503 whose retry_after says when the first probe is due.
-- A stream that fails before its first content token falls back like any other attempt; once
-  content has been sent, a failure ends the stream with an error, never a truncated success.
-This module is the only retry layer: providers and their HTTP client never retry.
+- A stream that fails before its first content token falls back like any other attempt; with
+  `first_token_timeout_s`, a silent target hands over at once and is not retried on itself.
+- Once content has been sent, a failure (cut, stall, malformed chunk, an end without finish)
+  continues the answer on the next untried target that accepts an assistant prefill: the
+  conversation plus the text sent so far, only the continuation streamed on. A target that
+  refuses the prefill is passed over; when none can continue, the stream ends with an error
+  naming the original failure, never a truncated success (continuation.py).
+- Hedging (opt-in, non-streamed): past `hedge_after_ms` without an answer, a second walk of the
+  same targets starts at the next one; the first answer wins and the other is cancelled. A token
+  bucket keeps hedges to `hedge_budget` of requests (hedge.py).
+- Health-aware ordering (opt-in): targets with a bad recent error rate or latency are tried after
+  the healthy ones, before their breaker would open (health.py).
+This package is the only retry layer: providers and their HTTP client never retry.
 """
 
 

@@ -24,7 +24,7 @@ def summarize_attempts(attempts: Sequence[Attempt]) -> str:
     """'a: HTTP 500 (x3); b: circuit open' - what went wrong, one clause per target."""
     parts: dict[str, list[str]] = {}
     for a in attempts:
-        if a.outcome != "ok":
+        if a.outcome in ("failed", "skipped"):
             reason = a.reason.removeprefix(f"{a.target}: ")
             parts.setdefault(a.target, []).append(reason)
     return "; ".join(

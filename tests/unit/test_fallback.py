@@ -227,7 +227,8 @@ def test_stream_failing_before_content_falls_back_transparently():
     assert (text, name) == ("b says ok ", "b") and attempts[0].outcome == "failed"
 
 
-def test_stream_failing_after_content_raises_and_counts_against_the_target():
+def test_stream_failing_after_content_without_a_prefill_target_raises_and_counts_against_the_target():
+    # the scripted targets are OpenAI-compatible: no assistant prefill, so b cannot continue
     chain, p, _ = make_chain({"a": [(2, err(None))], "b": ["ok"]}, FallbackPolicy(breaker_failures=1))
 
     async def go() -> tuple[list[str], Any]:
@@ -241,7 +242,8 @@ def test_stream_failing_after_content_raises_and_counts_against_the_target():
 
     got, (e, attempts) = run(go())
     assert [g for g in got if g] == ["t0 ", "t1 "] and e.status == 502 and "incomplete" in str(e)
-    assert p["b"].calls == 0 and attempts[-1].reason.startswith("cut mid-answer")
+    assert p["b"].calls == 0 and attempts[-2].reason.startswith("cut mid-answer")
+    assert attempts[-1].target == "b" and "does not accept an assistant prefill" in attempts[-1].reason
     assert chain.breakers["a"].state == "open"
 
 
