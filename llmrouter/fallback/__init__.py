@@ -24,7 +24,8 @@ The rules, in the order they apply to each request:
   `first_token_timeout_s`, a silent target hands over at once and is not retried on itself.
 - Once content has been sent, a failure (cut, stall, malformed chunk, an end without finish)
   continues the answer on the next untried target that accepts an assistant prefill: the
-  conversation plus the text sent so far, only the continuation streamed on. A target that
+  conversation plus the text sent so far, only the continuation streamed on; like the start,
+  it has the request's deadline to reach its first content token. A target that
   refuses the prefill is passed over; when none can continue, the stream ends with an error
   naming the original failure, never a truncated success (continuation.py).
 - Hedging (opt-in, non-streamed): past `hedge_after_ms` without an answer, a second walk of the

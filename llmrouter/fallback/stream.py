@@ -92,7 +92,9 @@ class ChainStream:
         if not policy.continue_streams or self._parts.has_tool_calls or not sent.strip():
             return False
         failed = {a.target for a in self.attempts if a.outcome == "failed"}
-        run = replace(self._run, claimed=set(), continuing=True)
+        now = self._chain._clock()  # like the start, the continuation has the deadline to reach content
+        run = replace(self._run, claimed=set(), continuing=True, start=now,
+                      deadline=now + self._run.deadline - self._run.start)
         order = []
         for name in self._chain.order(run, [n for n in self._names if n not in failed], self._has_image):
             if self._chain.targets[name].accepts_prefill:
@@ -100,7 +102,7 @@ class ChainStream:
             else:
                 self._chain._record(run, Attempt(target=name, outcome="skipped",
                                                  reason="cannot continue: does not accept an assistant prefill"))
-        if not order or self._chain._clock() >= run.deadline:
+        if not order:
             return False
         try:
             await self._open(run, order, with_prefill(self._body, sent))

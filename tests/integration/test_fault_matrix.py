@@ -154,3 +154,11 @@ def test_an_outage_then_recovery_closes_the_breaker_again(emu, kind):
     time.sleep(0.6)
     assert [outcome(router, kind)[1] for _ in range(3)] == ["a"] * 3
     assert router.chain.breakers["a"].state == "closed"
+
+
+def test_a_long_stream_cut_after_the_deadline_still_continues(emu):
+    # a stream's deadline is for reaching content; the continuation gets the same to reach its own
+    fails_as(emu, "b", Behavior(cut_after=30, token_delay_s=0.05))  # cut at ~1.5 s
+    policy = POLICY.with_overrides(deadline_s=1.0)
+    text, stream, err = ask_stream(router_for(emu, {"main": ["a", "b"]}, policy, b=PREFILL))
+    assert err is None and text == TEXT and stream.continued_by == ["b"]
