@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from llmrouter.config import Target
-from llmrouter.errors import ProviderError, ProviderTimeout
+from llmrouter.errors import ProviderError, ProviderTimeout, RequestError
 from llmrouter.fallback.attempts import safe_log
 from llmrouter.fallback.breaker import CircuitBreaker
 from llmrouter.fallback.chain import FallbackChain, Run
@@ -75,6 +75,7 @@ class ChainStream:
                 got = await _next(self._gen, self._chain.policy.stream_idle_timeout_s, self.target or "")
             except ProviderError as err:
                 cut = self.target
+                await _close(self._gen)  # a stalled stream is still open
                 self._finish(err)
                 if not await self._continue():
                     raise ProviderError(f"{cut} failed after the answer had started; the answer is incomplete: {err}",
@@ -95,21 +96,23 @@ class ChainStream:
         now = self._chain._clock()  # like the start, the continuation has the deadline to reach content
         run = replace(self._run, claimed=set(), continuing=True, start=now,
                       deadline=now + self._run.deadline - self._run.start)
-        order = []
-        for name in self._chain.order(run, [n for n in self._names if n not in failed], self._has_image):
-            if self._chain.targets[name].accepts_prefill:
-                order.append(name)
-            else:
-                self._chain._record(run, Attempt(target=name, outcome="skipped",
-                                                 reason="cannot continue: does not accept an assistant prefill"))
-        if not order:
-            return False
         try:
+            order = [n for n in self._chain.order(run, [n for n in self._names if n not in failed], self._has_image)
+                     if self._able(run, n)]
+            if not order:
+                return False
             await self._open(run, order, with_prefill(self._body, sent))
-        except ProviderError:
+        except (ProviderError, RequestError):  # nobody could continue: the original failure stands
             return False
         self.continued_by.append(self.target or "")
         return True
+
+    def _able(self, run: Run, name: str) -> bool:
+        if self._chain.targets[name].accepts_prefill:
+            return True
+        self._chain._record(run, Attempt(target=name, outcome="skipped",
+                                         reason="cannot continue: does not accept an assistant prefill"))
+        return False
 
     def _finish(self, err: ProviderError | None) -> None:
         self._done = True
