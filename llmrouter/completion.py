@@ -21,7 +21,7 @@ from llmrouter.errors import ProviderError
 from llmrouter.fallback import ChainStream, FallbackChain
 from llmrouter.policy import Policy
 from llmrouter.providers import StreamChunk
-from llmrouter.types import Attempt, Completion, Decision, Request, Usage
+from llmrouter.types import Attempt, Completion, Decision, Request, Segment, Usage
 
 log = structlog.get_logger("llmrouter")
 
@@ -93,8 +93,8 @@ class Answerer:
 
     async def stream(self, plan: Plan, params: dict[str, Any], deadline_s: float | None = None) -> CompletionStream:
         """A started stream of the plan's answer; raises before any chunk if no target could start."""
-        inner = self.chain.stream(plan.targets, build_body(plan.request, params), has_image=plan.request.has_image,
-                                  deadline_s=deadline_s, label=plan.label)
+        inner = ChainStream(self.chain, plan.targets, build_body(plan.request, params),
+                            has_image=plan.request.has_image, deadline_s=deadline_s, label=plan.label)
         stream = CompletionStream(plan.decision, plan.label, inner, self.model_of)
         stream.on_done = lambda done: self.settle(plan.request, done)
         try:
@@ -107,14 +107,17 @@ class Answerer:
         """Charge the answer to its caller (spend caps), log the `completion` event, and return the
         completion with its cost."""
         u = done.usage
-        cost = self.policy.settle(request, self.chain.targets[done.target], u.prompt_tokens, u.completion_tokens)
+        shares = done.segments or (Segment(target=done.target, usage=u),)  # each target bills its share
+        cost = sum(self.policy.settle(request, self.chain.targets[s.target], s.usage.prompt_tokens,
+                                      s.usage.completion_tokens) for s in shares)
         meta = request.metadata
         log.info("completion", route=done.route, target=done.target,
                  surface=str(meta.get("surface") or "") or None, tier=str(meta.get("tier") or "") or None,
                  tenant=str(meta.get("tenant") or "") or None,
                  prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, cost_usd=round(cost, 8),
                  latency_ms=round(done.latency_ms, 1), fallbacks=sum(1 for a in done.attempts if a.outcome == "failed"),
-                 escalated_from=done.decision.escalated_from if done.decision else None)
+                 escalated_from=done.decision.escalated_from if done.decision else None,
+                 continued_by=done.continued_by)
         return done.model_copy(update={"cost_usd": cost})
 
 
@@ -148,6 +151,11 @@ class CompletionStream:
     def attempts(self) -> list[Attempt]:
         return self._inner.attempts
 
+    @property
+    def continued_by(self) -> list[str]:
+        """The targets that continued the answer after a cut, in order (usually none)."""
+        return self._inner.continued_by
+
     async def start(self) -> CompletionStream:
         await self._inner.start()
         return self
@@ -159,12 +167,16 @@ class CompletionStream:
         try:
             chunk = await self._inner.__anext__()
         except StopAsyncIteration:
+            segments = tuple(self._inner.segments)  # a continued answer: usage summed over its targets
+            usage = Usage(prompt_tokens=sum(s.usage.prompt_tokens for s in segments),
+                          completion_tokens=sum(s.usage.completion_tokens for s in segments)) if segments else (
+                Usage(**self._usage))
             self.completion = Completion(
                 text="".join(self._text), target=self.target, model=self._model_of(self.target),
                 route=self.decision.route if self.decision else None, decision=self.decision,
-                attempts=tuple(self.attempts), usage=Usage(**self._usage), finish_reason=self._finish,
+                attempts=tuple(self.attempts), usage=usage, finish_reason=self._finish,
                 tool_calls=tuple(self._calls[i] for i in sorted(self._calls)),
-                latency_ms=(time.perf_counter() - self._t0) * 1000,
+                latency_ms=(time.perf_counter() - self._t0) * 1000, segments=segments,
             )
             if self.on_done is not None:
                 self.completion = self.on_done(self.completion)

@@ -23,6 +23,9 @@ class ProviderKind:
 
     impl: str  # "module:Class", built with (target, http_client)
     remote: bool = True  # speaks HTTP: needs a base_url and shares the chain's client; else in-process
+    # continues a trailing assistant message (an assistant prefill) instead of answering it anew;
+    # the default for its targets' `prefill`
+    prefill: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class DeciderKind:
 
 PROVIDERS: dict[str, ProviderKind] = {
     "openai": ProviderKind("llmrouter.providers.openai:OpenAIProvider"),
-    "anthropic": ProviderKind("llmrouter.providers.anthropic:AnthropicProvider"),
+    "anthropic": ProviderKind("llmrouter.providers.anthropic:AnthropicProvider", prefill=True),
     "local": ProviderKind("llmrouter.providers.local:LocalProvider", remote=False),
 }
 

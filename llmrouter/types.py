@@ -191,12 +191,14 @@ class Attempt(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     target: str
-    outcome: Literal["ok", "failed", "skipped"]
+    outcome: Literal["ok", "failed", "skipped", "cancelled"]  # cancelled: a hedge race lost
     reason: str = ""
     status: int | None = None
     retry: int = 0
     waited_s: float = 0.0
     elapsed_ms: float = 0.0
+    hedge: bool = False  # sent as a hedge: a second attempt racing a slow first one
+    continuation: bool = False  # continues a stream cut on another target
 
 
 class Usage(BaseModel):
@@ -207,6 +209,15 @@ class Usage(BaseModel):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class Segment(BaseModel):
+    """One target's share of an answer that was continued on another target after a cut."""
+
+    model_config = ConfigDict(frozen=True)
+    target: str
+    usage: Usage = Field(default_factory=Usage)
+    estimated: bool = False  # the target was cut before it reported usage: counted from the text
 
 
 class Completion(BaseModel):
@@ -223,4 +234,10 @@ class Completion(BaseModel):
     finish_reason: str | None = None
     tool_calls: tuple[dict[str, Any], ...] = ()
     latency_ms: float = 0.0
-    cost_usd: float = 0.0  # from the answering target's prices
+    cost_usd: float = 0.0  # from the answering target's prices (each segment's, when continued)
+    segments: tuple[Segment, ...] = ()  # when a cut stream was continued: every target's share, in order
+
+    @property
+    def continued_by(self) -> str | None:
+        """The target that finished a stream cut on another one, or None."""
+        return self.segments[-1].target if self.segments else None

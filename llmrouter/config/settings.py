@@ -111,6 +111,16 @@ class FallbackPolicy(Strict):
     retry_after_cap_s: float = Field(10.0, ge=0)  # a longer Retry-After moves on to the next target
     stream_idle_timeout_s: float = Field(30.0, gt=0)
     first_token_timeout_s: float | None = Field(None, gt=0)  # per target unless the target sets its own
+    # A stream cut after content was sent continues on the next target that accepts an assistant
+    # prefill (the partial answer sent as one), so the client gets one whole answer.
+    continue_streams: bool = True
+    # Hedging, non-streamed requests only (opt-in): no answer within this, a second attempt goes to
+    # the next target; the first answer wins, the other is cancelled. A target's own value wins.
+    hedge_after_ms: float | None = Field(None, gt=0)
+    hedge_budget: float = Field(0.1, ge=0, le=1)  # at most this share of requests is hedged
+    # Try targets with a bad recent error rate or latency (decaying averages) after the healthy
+    # ones, before their breaker would open (opt-in).
+    health_ordering: bool = False
     breaker_failures: int = Field(5, ge=1)  # failures in a row that open a target's breaker
     breaker_cooldown_s: float = Field(30.0, gt=0)
     # Under a burst, a request that waits longer than this for the router model takes the cheap

@@ -20,6 +20,12 @@ class Target(Strict):
     # no first content token (streamed) or response headers (not) within this: the next target;
     # a silent target is not retried on itself. Unset: [fallback] first_token_timeout_s
     first_token_timeout_s: float | None = Field(None, gt=0)
+    # hedging (non-streamed requests): no answer from this target within this, a second attempt
+    # goes to the next target and the first answer wins. Unset: [fallback] hedge_after_ms
+    hedge_after_ms: float | None = Field(None, gt=0)
+    # continues a trailing assistant message, so a stream cut on another target can finish here.
+    # Unset: the provider kind's default (anthropic: yes; openai-compatible and local: no)
+    prefill: bool | None = None
     max_retries: int | None = Field(None, ge=0)  # retries on this target; unset: [fallback] max_retries
     context_window: int = Field(8192, ge=256)
     vision: bool = False
@@ -39,6 +45,11 @@ class Target(Strict):
         if PROVIDERS[self.provider].remote and not self.base_url:
             raise ValueError(f"target {self.name!r}: provider {self.provider!r} needs base_url")
         return self
+
+    @property
+    def accepts_prefill(self) -> bool:
+        """May a stream cut elsewhere be continued here (the partial answer sent as an assistant prefill)?"""
+        return PROVIDERS[self.provider].prefill if self.prefill is None else self.prefill
 
     def cost_usd(self, prompt_tokens: float, completion_tokens: float) -> float:
         """What an answer costs on this target, from its prices (USD per million tokens)."""

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,10 @@ class AppState:
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         return {n: b for r in self.routers.values() for n, b in r.chain.breakers.items()}
+
+    def hedges(self) -> Counter[str]:
+        """Hedges sent, won and denied, over every table's chain."""
+        return sum((r.chain.hedges.counts for r in self.routers.values()), Counter())
 
 
 def table_name(router: Router) -> str:
@@ -278,7 +283,8 @@ async def prometheus(request: HTTPRequest) -> Response:
     if not may_read(state.caller(request)):
         return HTTPError(403, "this key may only call completions (role call): it may not read /metrics",
                          kind="permission_error", code="not_allowed").response()
-    return PlainTextResponse(state.metrics.render(state.breakers()), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(state.metrics.render(state.breakers(), state.hedges()),
+                             media_type="text/plain; version=0.0.4")
 
 
 @keyed

@@ -19,6 +19,8 @@
     llmrouter_route_feedback_total{route,target,surface}     feedback received, and
     llmrouter_route_feedback_score_sum{route,target,surface} the sum of its scores (0..1)
     llmrouter_alerts_total{kind}                             alert events
+    llmrouter_stream_continuations_total{route,target}       streams cut mid-answer and finished by target
+    llmrouter_hedges_total{outcome}                          hedges sent, won (answered first), denied (budget)
 
 Labels are bounded: routes and targets come from the table, surfaces from requests, so a
 surface outside the table's [surfaces] is counted as "other" (a client cannot grow the series).
@@ -139,6 +141,8 @@ class ServerMetrics:
         """Count one answer (non-streamed: with its decision; streamed: decision counted at start)."""
         route, target, surface = done.route or "-", done.target, self.surface(request)
         self.reg.inc("llmrouter_route_answers_total", route=route, target=target, surface=surface)
+        if done.continued_by:
+            self.reg.inc("llmrouter_stream_continuations_total", route=route, target=done.continued_by)
         fallbacks = sum(1 for a in done.attempts if a.outcome == "failed")
         if fallbacks:
             self.reg.inc("llmrouter_route_fallbacks_total", fallbacks, route=route, target=target)
@@ -175,9 +179,11 @@ class ServerMetrics:
     def alert(self, event: dict[str, Any]) -> None:
         self.reg.inc("llmrouter_alerts_total", kind=str(event.get("kind")))
 
-    def render(self, breakers: Mapping[str, CircuitBreaker]) -> str:
-        """Prometheus text: the gauges, then every counter and histogram."""
+    def render(self, breakers: Mapping[str, CircuitBreaker], hedges: Mapping[str, int] | None = None) -> str:
+        """Prometheus text: the gauges, the chains' hedge counts, then every counter and histogram."""
         out = ["# TYPE llmrouter_in_flight gauge", f"llmrouter_in_flight {self.in_flight}",
                "# TYPE llmrouter_circuit_state gauge"]
         out += [f'llmrouter_circuit_state{{target="{n}"}} {CIRCUIT[b.state]}' for n, b in sorted(breakers.items())]
+        out += ["# TYPE llmrouter_hedges_total counter"]
+        out += [f'llmrouter_hedges_total{{outcome="{k}"}} {(hedges or {}).get(k, 0)}' for k in ("sent", "won", "denied")]
         return "\n".join(out) + "\n" + self.reg.render()

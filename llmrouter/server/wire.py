@@ -200,7 +200,7 @@ def deadline(request: HTTPRequest, cap: float) -> float:
 
 def meta_headers(decision: Decision | None, target: str, attempts: list[Attempt] | tuple[Attempt, ...]) -> dict[str, str]:
     """The x-llmrouter-* response headers: route, source, decider (which stage), confidence,
-    target, attempts, fallbacks."""
+    target, attempts, hedged, fallbacks."""
     h = {"x-llmrouter-target": target,
          "x-llmrouter-attempts": str(sum(1 for a in attempts if a.outcome != "skipped"))}
     if decision is not None:
@@ -214,6 +214,9 @@ def meta_headers(decision: Decision | None, target: str, attempts: list[Attempt]
             h["x-llmrouter-confidence"] = f"{decision.confidence:.4f}"
     else:
         h["x-llmrouter-source"] = "bypass"
+    hedges = [a for a in attempts if a.hedge]
+    if hedges:  # a second attempt raced a slow first one: did it answer?
+        h["x-llmrouter-hedged"] = "won" if any(a.outcome == "ok" for a in hedges) else "lost"
     fallbacks = summarize_attempts(attempts)
     if fallbacks:
         h["x-llmrouter-fallbacks"] = fallbacks
@@ -265,6 +268,8 @@ async def sse(stream: CompletionStream, response_id: str, include_usage: bool,
                 delta = {"role": "assistant", **delta}
                 sent_role = True
             data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}]}
+            if chunk.finish_reason and stream.continued_by:  # its headers went out before the cut
+                data["llmrouter"] = {"continued_by": stream.continued_by[-1]}
             yield b"data: " + json.dumps(data).encode() + b"\n\n"
         if include_usage and stream.completion is not None:
             u = stream.completion.usage

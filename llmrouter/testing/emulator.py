@@ -4,8 +4,9 @@ Anthropic-shaped, and scriptable to fail the ways real providers fail.
 One emulator serves many named fake targets: `{url}/{name}/v1` is an OpenAI-compatible base_url
 and `{url}/{name}` an Anthropic one. Each name answers with its default Behavior, or with the
 next one-shot Behavior scripted for it: latency, an error status with Retry-After, a connection
-reset, accepting and never answering, a stream cut or stalled after N tokens, a malformed SSE
-chunk. It speaks just enough HTTP/1.1 (keep-alive, chunked streams) to fail at the byte level,
+reset, accepting and never answering, a stream cut, stalled or ended early after N tokens, a
+malformed SSE chunk, no [DONE], another model name, refusing an assistant prefill. A trailing
+assistant message is continued: the answer goes on after the prefill when it starts with it. It speaks just enough HTTP/1.1 (keep-alive, chunked streams) to fail at the byte level,
 which a web framework would not let it do.
 
     python -m llmrouter.testing.emulator --port 9000  # demo: every name answers "<name> says: ..."
@@ -42,6 +43,10 @@ class Behavior:
     stall_after: int | None = None  # stream: stop sending, connection open, after N tokens
     malformed_after: int | None = None  # stream: send a chunk that is not JSON after N tokens
     token_delay_s: float = 0.0  # stream: pause between tokens
+    end_after: int | None = None  # stream: end the body cleanly after N tokens, no finish_reason nor [DONE]
+    no_done: bool = False  # stream: the whole answer and its finish_reason, but no [DONE]
+    prefill: bool = True  # continues a trailing assistant message; False: 400 for one
+    model: str | None = None  # answer under this model name instead of the one asked for
     text: str | None = None  # the answer; default "<name> says: <last user text>"
     tool_call: dict[str, Any] | None = None  # answer with this tool call: {"name", "arguments"}
 
@@ -227,6 +232,14 @@ class Emulator:
             extra = {"retry-after": f"{b.retry_after:g}"} if b.retry_after is not None else {}
             return await _send_json(writer, b.status, _error_body(b, anthropic), extra) and keep
         text = b.text if b.text is not None else f"{name} says: {_last_user_text(body)}"
+        prefill = _prefill_of(body)
+        if prefill is not None:
+            refused = _refuse_prefill(b, prefill, anthropic)
+            if refused:
+                return await _send_json(writer, 400, _oai_error(refused, "invalid_request_error")) and keep
+            text = text[len(prefill):] if text.startswith(prefill) else text  # a model continuing the prefill
+        if b.model:
+            body = {**body, "model": b.model}
         if body.get("stream"):
             return await self._stream(writer, name, body, b, text, anthropic) and keep
         answer = _anthropic_message if anthropic else _openai_completion
@@ -247,11 +260,15 @@ class Emulator:
                     await writer.drain()
                     await _wait_closed(writer)
                     return False
+                if b.end_after is not None and tokens >= b.end_after:
+                    break
                 if b.malformed_after is not None and tokens >= b.malformed_after:
                     event = b'data: {"choices": [{"delta": {"content": "oops\n\n'
                 tokens += 1
                 if b.token_delay_s:
                     await asyncio.sleep(b.token_delay_s)
+            if b.no_done and event.startswith(b"data: [DONE]"):
+                continue
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
             await writer.drain()
         writer.write(b"0\r\n\r\n")
@@ -330,6 +347,27 @@ def _last_user_text(body: dict[str, Any]) -> str:
             if c:
                 return str(c)
     return ""
+
+
+def _prefill_of(body: dict[str, Any]) -> str | None:
+    """The text of a trailing assistant message (OpenAI string or Anthropic blocks), else None."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "assistant":
+        return None
+    c = last.get("content")
+    if isinstance(c, list):
+        c = "".join(p.get("text", "") for p in c if isinstance(p, dict) and p.get("type") == "text")
+    return str(c or "")
+
+
+def _refuse_prefill(b: Behavior, prefill: str, anthropic: bool) -> str | None:
+    """Why a target refuses a trailing assistant message, like real ones do, or None."""
+    if not b.prefill:
+        return "assistant message prefill is not supported by this model"
+    if anthropic and prefill != prefill.rstrip():
+        return "messages: final assistant content cannot end with trailing whitespace"
+    return None
 
 
 def _tokens(text: str) -> list[str]:

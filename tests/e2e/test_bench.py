@@ -72,3 +72,16 @@ def test_bench_under_load_reports_who_decided_at_each_level(tmp_path):
 def test_bad_concurrency_is_a_clean_error():
     r = CliRunner().invoke(app, ["bench", "--concurrency", "8,lots"])
     assert r.exit_code == 1 and "--concurrency takes positive numbers" in r.output
+
+
+def test_the_failover_bench_table_loads_and_a_short_stream_counts_as_truncated():
+    failover = bench_lib("failover")
+    cfg = Config.from_dict(failover.table("http://127.0.0.1:9", continue_streams=True))
+    assert len(cfg.table.names) == len(failover.FAULTS) + 1 and cfg.targets["ok"].accepts_prefill
+    whole = [{"choices": [{"delta": {"content": failover.TEXT}, "finish_reason": "stop"}],
+              "llmrouter": {"continued_by": "ok"}}]
+    half = [{"choices": [{"delta": {"content": failover.TEXT[:20]}, "finish_reason": "stop"}]}]
+    as_sse = lambda chunks: "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"  # noqa: E731
+    assert failover._stream_end(as_sse(whole), 0.1, "f0") == {"end": "complete", "s": 0.1, "by": "f0 -> ok"}
+    assert failover._stream_end(as_sse(half), 0.1, "f0")["end"] == "truncated"
+    assert failover._stream_end('data: {"error": {}}\n\n', 0.1, "f0")["end"] == "error"

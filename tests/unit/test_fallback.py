@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from llmrouter.config import Target
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout, RequestError
 from llmrouter.config import FallbackPolicy
-from llmrouter.fallback import CircuitBreaker, FallbackChain
+from llmrouter.fallback import ChainStream, CircuitBreaker, FallbackChain
 from llmrouter.errors import ContextTooLong
 from llmrouter.providers import ProviderResponse, StreamChunk
 
@@ -215,7 +215,7 @@ def test_request_errors_do_not_trip_the_breaker():
 
 # --- streaming ---------------------------------------------------------------------------
 async def collect(chain: FallbackChain, names: list[str]) -> tuple[str, str, list[Any]]:
-    s = chain.stream(names, BODY)
+    s = ChainStream(chain, names, BODY)
     await s.start()
     text = "".join([c.delta.get("content") or "" async for c in s])
     return text, s.target or "", s.attempts
@@ -227,11 +227,12 @@ def test_stream_failing_before_content_falls_back_transparently():
     assert (text, name) == ("b says ok ", "b") and attempts[0].outcome == "failed"
 
 
-def test_stream_failing_after_content_raises_and_counts_against_the_target():
+def test_stream_failing_after_content_without_a_prefill_target_raises_and_counts_against_the_target():
+    # the scripted targets are OpenAI-compatible: no assistant prefill, so b cannot continue
     chain, p, _ = make_chain({"a": [(2, err(None))], "b": ["ok"]}, FallbackPolicy(breaker_failures=1))
 
     async def go() -> tuple[list[str], Any]:
-        s = chain.stream(["a", "b"], BODY)
+        s = ChainStream(chain, ["a", "b"], BODY)
         await s.start()
         got = []
         with pytest.raises(ProviderError) as info:
@@ -241,7 +242,8 @@ def test_stream_failing_after_content_raises_and_counts_against_the_target():
 
     got, (e, attempts) = run(go())
     assert [g for g in got if g] == ["t0 ", "t1 "] and e.status == 502 and "incomplete" in str(e)
-    assert p["b"].calls == 0 and attempts[-1].reason.startswith("cut mid-answer")
+    assert p["b"].calls == 0 and attempts[-2].reason.startswith("cut mid-answer")
+    assert attempts[-1].target == "b" and "does not accept an assistant prefill" in attempts[-1].reason
     assert chain.breakers["a"].state == "open"
 
 
