@@ -6,6 +6,7 @@ package (it imports only errors, paths and the registry of kinds).
     targets.py   Target (its provider kind, timeouts, retries, prices and what an answer costs)
     settings.py  RouterSettings ([router], [router.remote]), FallbackPolicy ([fallback])
     policy.py    the policy sections: [[rules]], [tiers], [surfaces], [escalation], [budgets]...
+    state.py     StateSettings ([state]: Redis shared by processes and hosts)
     file.py      Config: a whole table, from and to TOML
 """
 
@@ -13,6 +14,7 @@ from llmrouter.config.file import Config, format_errors
 from llmrouter.config.policy import PolicySettings
 from llmrouter.config.routes import ROUTE_NAME, Route, RouteTable
 from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RemoteDeciderSettings, RouterSettings
+from llmrouter.config.state import StateSettings
 from llmrouter.config.targets import Target
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "Route",
     "RouteTable",
     "RouterSettings",
+    "StateSettings",
     "Target",
     "format_errors",
 ]

@@ -16,6 +16,7 @@ from llmrouter.config.base import Strict
 from llmrouter.config.policy import PolicySettings, check_policy
 from llmrouter.config.routes import RouteTable
 from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RouterSettings
+from llmrouter.config.state import StateSettings
 from llmrouter.config.targets import Target
 from llmrouter.errors import ConfigError
 
@@ -29,6 +30,7 @@ class Config(Strict):
     policy: PolicySettings = Field(default_factory=PolicySettings)  # rules, surfaces, caps...
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     auth: AuthSettings | None = None  # [auth]: the server's API keys
+    state: StateSettings | None = None  # [state]: state shared by processes and hosts (Redis)
     path: str = ""
 
     @model_validator(mode="after")
@@ -58,10 +60,11 @@ class Config(Strict):
         policy = {k: data.pop(k) for k in PolicySettings.SECTIONS if k in data}
         fallback = data.pop("fallback", {}) or {}
         auth = data.pop("auth", None)
+        state = data.pop("state", None)
         if data:
             raise ConfigError(
                 f"{path or 'config'}: unknown top-level key(s): {', '.join(sorted(data))} "
-                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], or a policy section: "
+                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], [state], or a policy section: "
                 f"{', '.join(PolicySettings.SECTIONS)})"
             )
         if default_route is None:
@@ -74,6 +77,7 @@ class Config(Strict):
                 policy=policy,
                 fallback=fallback,
                 auth=auth,
+                state=state,
                 path=path,
             )
         except ValidationError as exc:
@@ -113,6 +117,8 @@ class Config(Strict):
             out["fallback"] = fallback
         if self.auth is not None:
             out["auth"] = self.auth.model_dump(mode="json")
+        if self.state is not None:
+            out["state"] = self.state.model_dump(mode="json", exclude_defaults=True)
         return out
 
     def to_toml(self) -> str:
