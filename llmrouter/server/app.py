@@ -111,7 +111,7 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
         lifespan=lifespan,
     )
     app.state.llmrouter = AppState(routers, router, metrics, max_body_bytes, keys,
-                                   Meter(keys) if keys is not None else None)
+                                   Meter(keys, router.state) if keys is not None else None)
     return app
 
 
