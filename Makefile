@@ -29,6 +29,7 @@ check: install
 	$(BIN)/lint-imports
 
 test: model check
+	scripts/ensure-redis.sh
 	$(BIN)/python -m pytest -q
 
 bench: model

@@ -21,7 +21,9 @@ class StateSettings(Strict):
     url_env: str = ""
     prefix: str = Field("llmr", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # every key starts with it
     timeout_ms: float = Field(50.0, gt=0, le=5000)  # per Redis call; past it the process goes local
-    read_ttl_s: float = Field(0.1, ge=0, le=10)  # how old a value read from Redis may be reused locally
+    # how old a value read from Redis may be reused locally: escalation windows, sessions and
+    # breakers (spend is always read fresh, so a budget is overshot only by requests in flight)
+    read_ttl_s: float = Field(0.1, ge=0, le=10)
     probe_s: float = Field(2.0, gt=0, le=600)  # while Redis is down: how often to try it again
     decision_cache: bool = False  # share the decision cache too
     decision_cache_ttl_s: float = Field(86400.0, gt=0)

@@ -11,6 +11,7 @@ make every one of those call sites async for no gain in latency.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ def open_client(settings: StateSettings) -> Any:
     timeout = settings.timeout_ms / 1000
     return redis.Redis.from_url(settings.resolved_url(), socket_timeout=timeout, socket_connect_timeout=timeout,
                                 retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
-                                decode_responses=True)
+                                decode_responses=True, client_name=f"llmrouter-{os.getpid()}")
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
