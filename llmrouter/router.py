@@ -80,6 +80,8 @@ class Router:
         self.model_sha256: str = getattr(self.decider, "model_id", "") or "custom"
         if cache is None and settings.cache:
             cache = DecisionCache(settings.cache_path, size_mb=settings.cache_size_mb)
+        if cache is not None and self.state is not None and self.state.settings.decision_cache:
+            cache.share(self.state.decisions())
         self.cache = cache
         self.use_fallback(fallback or config.fallback)
 

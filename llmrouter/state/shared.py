@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmrouter.config.state import StateSettings
+from llmrouter.state.documents import SharedDocuments
 from llmrouter.state.flags import SharedFlag
 from llmrouter.state.limits import SharedLedger, SharedRateWindow, SharedRequestRate
 from llmrouter.state.link import Link, log
@@ -47,6 +48,10 @@ class SharedState:
 
     def breaker_flag(self, target: str) -> SharedFlag:
         return SharedFlag(self.link, self.key("breaker", target), self.settings.read_ttl_s)
+
+    def decisions(self) -> SharedDocuments:
+        """The decision cache's entries (with [state] decision_cache = true)."""
+        return SharedDocuments(self.link, self.key("decision"), self.settings.decision_cache_ttl_s)
 
     def close(self) -> None:
         self.link.close()

@@ -133,3 +133,16 @@ def test_losing_redis_fails_no_request_and_the_servers_rejoin_when_it_is_back(em
     # Redis keeps nothing on disk: the two answers charged before it stopped went with it.)
     spent = int(redis_server.client().get("llmr:key:spent_micro_usd:" + secret.split("-")[1]))
     assert spent == (len(codes) - 2 + len(down)) * 1_000_000
+
+
+def test_a_decision_one_process_cached_is_a_cache_hit_in_the_other(emu, redis_server, tmp_path):
+    from llmrouter.cache import DecisionCache
+
+    config = tiered(emu, redis_server.url)
+    config = Config.from_dict({**config.to_dict(), "state": {"url": redis_server.url, "decision_cache": True}})
+    one, two = (Router(config, decider=FixedDecider(route), cache=DecisionCache(tmp_path / route))
+                for route in ("big", "small"))
+    assert one.decide("a question worth caching").route == "big"
+    again = two.decide("a question worth caching")
+    assert again.source == "cache" and again.route == "big"
+    assert two.decide("another question").source == "model"
