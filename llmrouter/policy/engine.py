@@ -261,12 +261,9 @@ class RoutingPolicy:
         cost = target.cost_usd(prompt_tokens, completion_tokens)
         meta = request.metadata
         key, tier, tenant = caller_key(meta), str(meta.get("tier") or ""), str(meta.get("tenant") or "")
-        if key:
-            self.ledger.add(key, cost)
-        if tier:
-            self.ledger.add("tier:" + tier, cost)
-        if tenant:  # the server's, from an API key
-            self.ledger.add("tenant:" + tenant, cost)
+        # the caller's key, its user tier and its tenant (set by the server, from an API key)
+        charged = (key, "tier:" + tier if tier else "", "tenant:" + tenant if tenant else "")
+        self.ledger.add_each(tuple(k for k in charged if k), cost)
         return cost
 
     def on_alert(self, listener: Callable[[dict[str, Any]], None]) -> None:

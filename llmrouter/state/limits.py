@@ -39,8 +39,12 @@ class SharedLedger:
         self.w = window
 
     def add(self, key: str, usd: float) -> None:
-        if usd > 0:
-            self.w.add({hashed(key): usd})
+        self.add_each((key,), usd)
+
+    def add_each(self, keys: tuple[str, ...], usd: float) -> None:
+        """`usd` to each of `keys` (a key, its tier, its tenant) in one round trip."""
+        if usd > 0 and keys:
+            self.w.add({hashed(k): usd for k in keys})
 
     def spent(self, key: str) -> float:
         ((usd, _),) = self.w.sums([hashed(key)])
@@ -58,8 +62,13 @@ class SharedRequestRate:
         self.w = window
 
     def admit(self, key_id: str, per_window: int, weight: int = 1) -> float | None:
+        """A weight of 0 only asks whether the window is full: a read reused for read_ttl_s
+        (tokens are counted after the answer anyway); else checked and counted in one Lua call."""
         if per_window <= 0:
             return None
+        if weight == 0:
+            ((used, oldest),) = self.w.sums([key_id])
+            return None if used < per_window else max(0.001, self.w.wait(oldest))
         return self.w.admit(key_id, per_window, weight)
 
     def add(self, key_id: str, weight: int) -> None:

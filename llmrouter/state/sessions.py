@@ -21,6 +21,7 @@ class SharedSessions:
         self.link, self.prefix, self.ttl_s, self.read_ttl_s = link, prefix, ttl_s, read_ttl_s
         self.max_sessions, self.clock = max_sessions, clock
         self._local: OrderedDict[str, tuple[str, float, float]] = OrderedDict()  # route, expires, seen at
+        self._written: OrderedDict[str, float] = OrderedDict()  # when this process last wrote it to Redis
         self.lock = threading.Lock()
 
     def _key(self, session: str) -> str:
@@ -56,12 +57,25 @@ class SharedSessions:
         return str(shared)
 
     def set(self, session: str, route: str) -> None:
+        """Keep `session` on `route`: written to Redis unless this process wrote that same route
+        there lately (a tenth of the TTL: the TTL is refreshed no later than that)."""
+        with self.lock:
+            hit = self._local.get(session)
+            written = self._written.get(session)
         self._keep(session, route)
-        self.link.call(lambda r: r.set(self._key(session), route, px=int(self.ttl_s * 1000)), None)
+        if hit is not None and hit[0] == route and written is not None and self.clock() - written < self.ttl_s / 10:
+            return
+        if self.link.call(lambda r: r.set(self._key(session), route, px=int(self.ttl_s * 1000)), None) is not None:
+            with self.lock:
+                self._written[session] = self.clock()
+                self._written.move_to_end(session)
+                while len(self._written) > self.max_sessions:
+                    self._written.popitem(last=False)
 
     def forget_local(self, session: str) -> None:
         with self.lock:
             self._local.pop(session, None)
+            self._written.pop(session, None)
 
     def forget(self, session: str) -> None:
         self.forget_local(session)
