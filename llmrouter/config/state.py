@@ -20,7 +20,9 @@ class StateSettings(Strict):
     url: str = ""
     url_env: str = ""
     prefix: str = Field("llmr", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # every key starts with it
-    timeout_ms: float = Field(50.0, gt=0, le=5000)  # per Redis call; past it the process goes local
+    # per Redis call; past it the process goes local until the next probe. Not much lower: on a
+    # machine whose cores are all busy, a loopback call can take tens of ms
+    timeout_ms: float = Field(250.0, gt=0, le=5000)
     # how old a value read from Redis may be reused locally: escalation windows, sessions and
     # breakers (spend is always read fresh, so a budget is overshot only by requests in flight)
     read_ttl_s: float = Field(0.1, ge=0, le=10)
