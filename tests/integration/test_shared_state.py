@@ -146,3 +146,37 @@ def test_a_decision_one_process_cached_is_a_cache_hit_in_the_other(emu, redis_se
     again = two.decide("a question worth caching")
     assert again.source == "cache" and again.route == "big"
     assert two.decide("another question").source == "model"
+
+
+def test_a_sessions_route_is_rewritten_when_it_changes_or_its_ttl_needs_refreshing(redis_server):
+    from llmrouter.config import StateSettings
+    from llmrouter.state import SharedState
+
+    now = [0.0]
+    state = SharedState(StateSettings(url=redis_server.url))
+    sessions = state.sessions("t", ttl_s=100.0, max_sessions=10)
+    sessions.clock = lambda: now[0]
+    raw, key = redis_server.client(), sessions._key("s1")
+    sessions.set("s1", "code")
+    assert raw.get(key) == "code"
+    raw.delete(key)
+    sessions.set("s1", "code")  # unchanged, written 0 s ago: no round trip
+    assert raw.get(key) is None
+    sessions.set("s1", "math")  # changed: written
+    assert raw.get(key) == "math"
+    raw.delete(key)
+    now[0] = 11.0  # past a tenth of the TTL: written again, which refreshes the TTL
+    sessions.set("s1", "math")
+    assert raw.get(key) == "math" and raw.pttl(key) > 90_000
+
+
+def test_a_token_rate_check_reads_the_window_and_counts_nothing(redis_server):
+    from llmrouter.config import StateSettings
+    from llmrouter.state import SharedState
+
+    tokens = SharedState(StateSettings(url=redis_server.url, read_ttl_s=0.0)).request_rate("tpm")
+    assert tokens.admit("k", 100, weight=0) is None
+    tokens.add("k", 100)
+    wait = tokens.admit("k", 100, weight=0)
+    assert wait is not None and 0 < wait <= 61
+    assert tokens.admit("other", 100, weight=0) is None
