@@ -60,10 +60,7 @@ class SharedEntries(Protocol):
 class DecisionCache:
     """get/set JSON-able dicts by key; degrades to a no-op cache on any storage error."""
 
-    shared: SharedEntries | None = None
-
-    def share(self, shared: SharedEntries) -> None:
-        self.shared = shared
+    shared: SharedEntries | None = None  # the second level, once `share`d
 
     def __init__(self, directory: Path, *, size_mb: int = 256) -> None:
         self.directory = Path(directory)
@@ -101,6 +98,9 @@ class DecisionCache:
         except Exception:  # noqa: BLE001 - closing a broken cache may fail too
             pass
         self._cache = None
+
+    def share(self, shared: SharedEntries) -> None:
+        self.shared = shared
 
     def get(self, key: str) -> dict[str, Any] | None:
         value = self._get(key)

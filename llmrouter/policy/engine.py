@@ -16,11 +16,11 @@ escalation, caps and alerts after it; spend and failures after the answer.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.config import Config, Target
@@ -55,7 +55,8 @@ class RoutingPolicy:
         self.esc = p.escalation
         self.window: RateWindow | SharedRateWindow = RateWindow(p.escalation.window_s, clock)
         self.ledger: SpendLedger | SharedLedger = SpendLedger(p.budgets.window_s, clock)
-        self.sessions: SessionRoutes | SharedSessions | None = SessionRoutes(p.stickiness.ttl_s, p.stickiness.max_sessions, clock) if p.stickiness.enabled else None
+        self.sessions: SessionRoutes | SharedSessions | None = (
+            SessionRoutes(p.stickiness.ttl_s, p.stickiness.max_sessions, clock) if p.stickiness.enabled else None)
         if state is not None:
             self._share(state, table_scope(config))
         self.alerter = Alerter(p.alerts, clock)
