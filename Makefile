@@ -29,6 +29,7 @@ check: install
 	$(BIN)/lint-imports
 
 test: model check
+	scripts/ensure-redis.sh  # the shared-state tests start a real redis-server
 	scripts/ensure-chromium.sh  # the dashboard's browser test drives Debian's chromium
 	$(BIN)/python -m pytest -q
 

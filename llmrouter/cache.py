@@ -1,7 +1,8 @@
 """The decision cache: diskcache with JSON values (no pickle), keyed by everything that decides.
 
 A cache that cannot be opened, is locked, full or corrupt turns itself off with one warning:
-routing goes on without it, never fails because of it.
+routing goes on without it, never fails because of it. `share` adds a second level every process
+on one Redis shares ([state] decision_cache): a local miss asks it, and a new entry goes to both.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import sqlite3
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -49,8 +50,17 @@ def cache_key(
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class SharedEntries(Protocol):
+    """The shared level (llmrouter.state SharedDocuments)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def set(self, key: str, value: dict[str, Any]) -> None: ...
+
+
 class DecisionCache:
     """get/set JSON-able dicts by key; degrades to a no-op cache on any storage error."""
+
+    shared: SharedEntries | None = None  # the second level, once `share`d
 
     def __init__(self, directory: Path, *, size_mb: int = 256) -> None:
         self.directory = Path(directory)
@@ -89,7 +99,23 @@ class DecisionCache:
             pass
         self._cache = None
 
+    def share(self, shared: SharedEntries) -> None:
+        self.shared = shared
+
     def get(self, key: str) -> dict[str, Any] | None:
+        value = self._get(key)
+        if value is None and self.shared is not None:
+            value = self.shared.get(key)
+            if value is not None:
+                self._set(key, value)
+        return value
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self._set(key, value)
+        if self.shared is not None:
+            self.shared.set(key, value)
+
+    def _get(self, key: str) -> dict[str, Any] | None:
         if self._cache is None:
             return None
         try:
@@ -99,7 +125,7 @@ class DecisionCache:
             return None
         return value if isinstance(value, dict) else None
 
-    def set(self, key: str, value: dict[str, Any]) -> None:
+    def _set(self, key: str, value: dict[str, Any]) -> None:
         if self._cache is None:
             return
         try:

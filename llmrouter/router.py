@@ -34,6 +34,7 @@ from llmrouter.head import CheapStage
 from llmrouter.policy import Policy, PreDecision, restrict
 from llmrouter.policy.engine import build_policy, decision_log_fields
 from llmrouter.prompts import RouterPrompt
+from llmrouter.state import SharedState, connect
 from llmrouter.types import Completion, Decision, Request, Timings, Verdict
 from llmrouter.validate import clean_scores, extract_route
 
@@ -60,11 +61,14 @@ class Router:
         cache: DecisionCache | None = None,
         policy: Policy | None = None,
         fallback: FallbackPolicy | None = None,
+        state: SharedState | None = None,
     ) -> None:
         self.config = config
         self.table = config.table
         settings = config.router
-        self.policy: Policy = policy if policy is not None else build_policy(config)
+        # [state]: caps, sessions and breakers shared with every process on the same Redis
+        self.state = state if state is not None else connect(config.state)
+        self.policy: Policy = policy if policy is not None else build_policy(config, self.state)
         self.prompt = RouterPrompt.load(settings.prompt)
         spec = models.spec_for(settings.model)
         self.model_name = spec.name if spec else Path(settings.model).name
@@ -76,6 +80,8 @@ class Router:
         self.model_sha256: str = getattr(self.decider, "model_id", "") or "custom"
         if cache is None and settings.cache:
             cache = DecisionCache(settings.cache_path, size_mb=settings.cache_size_mb)
+        if cache is not None and self.state is not None and self.state.settings.decision_cache:
+            cache.share(self.state.decisions())
         self.cache = cache
         self.use_fallback(fallback or config.fallback)
 
@@ -100,6 +106,9 @@ class Router:
             from llmrouter.fallback import FallbackChain
 
             self._chain = FallbackChain(self.config.targets, self.fallback)
+            if self.state is not None:
+                for name, breaker in self._chain.breakers.items():
+                    breaker.share(self.state.breaker_flag(name))
         return self._chain
 
     @property
@@ -341,6 +350,8 @@ class Router:
         self.pool.close()
         if self.cache:
             self.cache.close()
+        if self.state is not None:
+            self.state.close()
 
 
 def asks_for_routing(model: str) -> bool:

@@ -57,6 +57,7 @@ def _logging_reset():
     yield
 
 from fixtures_providers import *  # noqa: E402,F401,F403  emulator, fleets, server runner
+from fixtures_redis import *  # noqa: E402,F401,F403  a real redis-server
 
 
 @pytest.fixture(scope="session")

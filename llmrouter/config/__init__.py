@@ -7,6 +7,7 @@ package (it imports only errors, paths and the registry of kinds).
     settings.py  RouterSettings ([router], [router.remote]), FallbackPolicy ([fallback])
     policy.py    the policy sections: [[rules]], [tiers], [surfaces], [escalation], [budgets]...
     dashboard.py DashboardSettings ([dashboard]: the baseline route, request text, the stats file)
+    state.py     StateSettings ([state]: Redis shared by processes and hosts)
     file.py      Config: a whole table, from and to TOML
 """
 
@@ -15,6 +16,7 @@ from llmrouter.config.file import Config, format_errors
 from llmrouter.config.policy import PolicySettings
 from llmrouter.config.routes import ROUTE_NAME, Route, RouteTable
 from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RemoteDeciderSettings, RouterSettings
+from llmrouter.config.state import StateSettings
 from llmrouter.config.targets import Target
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "Route",
     "RouteTable",
     "RouterSettings",
+    "StateSettings",
     "Target",
     "format_errors",
 ]

@@ -17,6 +17,7 @@ from llmrouter.config.dashboard import DashboardSettings
 from llmrouter.config.policy import PolicySettings, check_policy
 from llmrouter.config.routes import RouteTable
 from llmrouter.config.settings import DEFAULT_CONFIG, AuthSettings, FallbackPolicy, RouterSettings
+from llmrouter.config.state import StateSettings
 from llmrouter.config.targets import Target
 from llmrouter.errors import ConfigError
 
@@ -31,6 +32,7 @@ class Config(Strict):
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)
     auth: AuthSettings | None = None  # [auth]: the server's API keys
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)  # [dashboard]: /dashboard, /v1/stats
+    state: StateSettings | None = None  # [state]: state shared by processes and hosts (Redis)
     path: str = ""
 
     @model_validator(mode="after")
@@ -65,10 +67,12 @@ class Config(Strict):
         fallback = data.pop("fallback", {}) or {}
         auth = data.pop("auth", None)
         dashboard = data.pop("dashboard", {}) or {}
+        state = data.pop("state", None)
         if data:
             raise ConfigError(
                 f"{path or 'config'}: unknown top-level key(s): {', '.join(sorted(data))} "
-                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], [dashboard], or a policy section: "
+                "(expected [router], [targets.NAME], [[routes]], [fallback], [auth], [dashboard], [state], or a "
+                "policy section: "
                 f"{', '.join(PolicySettings.SECTIONS)})"
             )
         if default_route is None:
@@ -82,6 +86,7 @@ class Config(Strict):
                 fallback=fallback,
                 auth=auth,
                 dashboard=dashboard,
+                state=state,
                 path=path,
             )
         except ValidationError as exc:
@@ -124,6 +129,8 @@ class Config(Strict):
         dashboard = self.dashboard.model_dump(mode="json", exclude_defaults=True)
         if dashboard:
             out["dashboard"] = dashboard
+        if self.state is not None:
+            out["state"] = self.state.model_dump(mode="json", exclude_defaults=True)
         return out
 
     def to_toml(self) -> str:

@@ -20,7 +20,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llmrouter.config import Config, Target
 from llmrouter.errors import PolicyRejected
@@ -32,22 +33,32 @@ from llmrouter.policy.sessions import SessionRoutes
 from llmrouter.policy.tiers import Ladder
 from llmrouter.types import Decision, Request
 
+if TYPE_CHECKING:
+    from llmrouter.state import SharedState
+    from llmrouter.state.limits import SharedLedger, SharedRateWindow
+    from llmrouter.state.sessions import SharedSessions
+
 _MAX_PENDING = 4096
 
 
 class RoutingPolicy:
     """The Policy built from a table's [[rules]], [tiers], [surfaces], [escalation], [budgets],
-    [stickiness] and [alerts]. Thread-safe; `clock` is injectable for tests."""
+    [stickiness] and [alerts]. Thread-safe; `clock` is injectable for tests. With `state`, the
+    escalation window, the spend ledger and the sessions are shared by every process on its Redis."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic,
+                 state: SharedState | None = None) -> None:
         p = config.policy
         self.config, self.settings, self.clock = config, p, clock
         self.rules = RuleSet(config)
         self.ladder = Ladder(config)
         self.esc = p.escalation
-        self.window = RateWindow(p.escalation.window_s, clock)
-        self.ledger = SpendLedger(p.budgets.window_s, clock)
-        self.sessions = SessionRoutes(p.stickiness.ttl_s, p.stickiness.max_sessions, clock) if p.stickiness.enabled else None
+        self.window: RateWindow | SharedRateWindow = RateWindow(p.escalation.window_s, clock)
+        self.ledger: SpendLedger | SharedLedger = SpendLedger(p.budgets.window_s, clock)
+        self.sessions: SessionRoutes | SharedSessions | None = (
+            SessionRoutes(p.stickiness.ttl_s, p.stickiness.max_sessions, clock) if p.stickiness.enabled else None)
+        if state is not None:
+            self._share(state, table_scope(config))
         self.alerter = Alerter(p.alerts, clock)
         self.markers = [re.compile(m) for m in p.escalation.answer_markers]
         self._pending: OrderedDict[int, tuple[tuple[str, ...] | None, tuple[str, ...]]] = OrderedDict()
@@ -56,6 +67,13 @@ class RoutingPolicy:
         targets, table = config.targets, config.table
         first = {r.name: table.targets_of(r.name)[:1] for r in table.routes}
         self.price = {r: sum(targets[t].input_price + targets[t].output_price for t in ts) for r, ts in first.items()}
+
+    def _share(self, state: SharedState, table: str) -> None:
+        p = self.settings
+        self.window = state.escalations(table, p.escalation.window_s)
+        self.ledger = state.ledger(table, p.budgets.window_s)
+        if self.sessions is not None:
+            self.sessions = state.sessions(table, p.stickiness.ttl_s, p.stickiness.max_sessions)
 
     # --- before the model ------------------------------------------------------------------
     def before(self, request: Request) -> PreDecision | None:
@@ -244,12 +262,9 @@ class RoutingPolicy:
         cost = target.cost_usd(prompt_tokens, completion_tokens)
         meta = request.metadata
         key, tier, tenant = caller_key(meta), str(meta.get("tier") or ""), str(meta.get("tenant") or "")
-        if key:
-            self.ledger.add(key, cost)
-        if tier:
-            self.ledger.add("tier:" + tier, cost)
-        if tenant:  # the server's, from an API key
-            self.ledger.add("tenant:" + tenant, cost)
+        # the caller's key, its user tier and its tenant (set by the server, from an API key)
+        charged = (key, "tier:" + tier if tier else "", "tenant:" + tenant if tenant else "")
+        self.ledger.add_each(tuple(k for k in charged if k), cost)
         return cost
 
     def on_alert(self, listener: Callable[[dict[str, Any]], None]) -> None:
@@ -262,9 +277,16 @@ class RoutingPolicy:
             self.sessions.forget(str(session))
 
 
-def build_policy(config: Config) -> Policy:
-    """The table's routing policy; a pass-through one when the table configures none."""
-    return RoutingPolicy(config) if config.policy.active else NoPolicy()
+def build_policy(config: Config, state: SharedState | None = None) -> Policy:
+    """The table's routing policy (its windows and sessions shared through `state`); a
+    pass-through one when the table configures none."""
+    return RoutingPolicy(config, state=state) if config.policy.active else NoPolicy()
+
+
+def table_scope(config: Config) -> str:
+    """Which shared windows and sessions a table uses: its file's stem (processes serving the same
+    table share them; a different table never does)."""
+    return Path(config.path).stem if config.path else "default"
 
 
 def decision_log_fields(request: Request, config: Config) -> dict[str, Any]:

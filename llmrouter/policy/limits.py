@@ -96,6 +96,10 @@ class SpendLedger:
                 old, _ = self._spends.popitem(last=False)
                 self._sums.pop(old, None)
 
+    def add_each(self, keys: tuple[str, ...], usd: float) -> None:
+        for key in keys:
+            self.add(key, usd)
+
     def spent(self, key: str) -> float:
         with self.lock:
             self._evict(key, self.clock())

@@ -132,7 +132,8 @@ def create_app(router: Router, *, tables: Mapping[str, Router] | None = None, po
         exception_handlers={404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
-    state = AppState(routers, router, metrics, max_body_bytes, keys, Meter(keys) if keys is not None else None)
+    state = AppState(routers, router, metrics, max_body_bytes, keys,
+                     Meter(keys, router.state) if keys is not None else None)
     state.dashboard = dash.Dashboard(recorder.store, recorder, {n: r.config for n, r in routers.items()},
                                      settings.report_dirs(router.config.path),
                                      lambda: {n: b.state for n, b in state.breakers().items()})

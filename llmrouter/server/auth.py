@@ -24,11 +24,16 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from llmrouter.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmrouter.state import SharedState
+    from llmrouter.state.limits import SharedRequestRate
+    from llmrouter.state.totals import SharedSpend
 
 PREFIX = "llmr"
 _DUMMY_SALT = secrets.token_hex(16)
@@ -206,10 +211,18 @@ def bearer(headers: Mapping[str, str]) -> str:
 
 
 class Meter:
-    """A key's use on the request path: requests and tokens per minute, and spend."""
+    """A key's use on the request path: requests and tokens per minute, and spend; with `state`,
+    counted once for every process on its Redis."""
 
-    def __init__(self, keys: KeyStore) -> None:
-        self.requests, self.tokens, self.spend = RequestRate(), RequestRate(), Spend(keys.path)
+    def __init__(self, keys: KeyStore, state: SharedState | None = None) -> None:
+        self.requests: RequestRate | SharedRequestRate
+        self.tokens: RequestRate | SharedRequestRate
+        self.spend: Spend | SharedSpend
+        if state is None:
+            self.requests, self.tokens, self.spend = RequestRate(), RequestRate(), Spend(keys.path)
+        else:
+            self.requests, self.tokens = state.request_rate("rpm"), state.request_rate("tpm")
+            self.spend = state.key_spend()
 
     def admit(self, record: KeyRecord) -> None:
         """Raise 429 when the key is past its request or token rate, or its budget."""
