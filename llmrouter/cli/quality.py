@@ -217,3 +217,38 @@ def tune(
                   f"{st['share']:.1%} at accuracy {st['cheap_accuracy']:.3f}; the model the rest at "
                   f"{st['model_accuracy']:.3f}")
     out.print(f"chose prompt {result.variant}, {result.spec.label}; wrote {', '.join(str(f) for f in files)}")
+
+
+@app.command("outcomes-from-logs")
+def outcomes_from_logs(
+    logs: list[Path] = typer.Argument(..., help="JSON logs of `llmrouter serve` (with /v1/feedback events)."),
+    prompts: Path = typer.Option(..., "--prompts", help='JSONL of {"id": "<response id>", "prompt": ...} your application kept.'),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Route table whose target prices estimate each answer's cost."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Outcomes JSONL to write (for `tune-outcomes` and `eval`)."),
+) -> None:
+    """Turn served answers with feedback scores into outcome records: one target per request."""
+    import json
+
+    from llmrouter.cli.stats import read_events
+    from llmrouter.quality import evaluate as ev
+    from llmrouter.quality import outcomes as oc
+
+    kept: dict[str, str] = {}
+    for line in prompts.read_text("utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            kept[str(row["id"])] = str(row["prompt"])
+    cfg = Config.load(config)
+
+    def cost_of(target: str, text: str) -> float:
+        t = cfg.targets.get(target)
+        return t.cost_usd(len(text) / ev.CHARS_PER_TOKEN, ev.OUTPUT_TOKENS) if t is not None else 0.0
+
+    events = [e for path in logs for e in read_events(path)]
+    lines, missing = oc.from_feedback(events, kept, cost_of)
+    out_path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), "utf-8")
+    out.print(f"wrote {len(lines)} outcome records to {out_path}"
+              + (f"; {missing} feedback event(s) had no prompt in {prompts}" if missing else ""))
+    if lines:
+        out.print("each holds the one target that answered: score a sample on every target offline "
+                  "(same format) so `tune-outcomes` can draw the curve and choose lambda")

@@ -28,6 +28,7 @@ from llmrouter.quality.tune import Progress, observe
 from llmrouter.router import Router
 
 UTILITY_TEMPERATURE = 0.05  # utilities differ by hundredths of a score: sharpen them
+MIN_COMPLETE = 20  # records with every target's outcome needed to draw the curve
 
 
 @dataclass
@@ -83,19 +84,27 @@ def learn(config: Config, records: Sequence[oc.OutcomeRecord], *, max_cost: floa
           cache_dir: Path | None = None) -> OutcomeResult:
     """Cross-validate the outcomes router, choose its operating point, and (fit_head) fit it on all."""
     need("sklearn", "tune", "learning from outcomes")
-    targets, q, c, keep = oc.matrices(records)
-    feats, sha, fkey = features(config, [records[i].text for i in keep], progress, cache_dir)
+    targets, q, c = oc.matrices(records)
+    if fit_head:
+        route_of_targets(config, targets)  # before the forward passes: say what the table lacks
+    feats, sha, fkey = features(config, [r.text for r in records], progress, cache_dir)
     blocks = blocks_of(feats)
     x = design(feats, blocks)
-    best_row = q.argmax(1)  # for stratifying: which target did best
-    cv, how = folds_for(best_row, [records[i].source for i in keep], folds, seed)
-    log(f"{len(keep)} records, targets {', '.join(targets)}; {len(cv)} folds ({how}); features {'+'.join(blocks)}")
+    full = oc.complete_rows(q)
+    if len(full) < MIN_COMPLETE:
+        raise ConfigError(f"only {len(full)} records have outcomes for every target ({', '.join(targets)}); "
+                          f"the curve and the choice of lambda need {MIN_COMPLETE}+",
+                          hint="score a sample of requests on every target offline (see README: learning from outcomes)")
+    best_row = np.nan_to_num(q, nan=-1.0).argmax(1)  # for stratifying: which target did best
+    cv, how = folds_for(best_row, [r.source for r in records], folds, seed)
+    log(f"{len(records)} records ({len(full)} with every target), targets {', '.join(targets)}; "
+        f"{len(cv)} folds ({how}); features {'+'.join(blocks)}")
     pred = oc.out_of_fold_scores(x, q, cv)
-    used = np.flatnonzero(~np.isnan(pred[:, 0]))
+    used = np.intersect1d(full, np.flatnonzero(~np.isnan(pred[:, 0])))
     curve = oc.curve(pred[used], q[used], c[used], targets, max_cost, min_quality)
     head = None
     if fit_head:
-        head = utility_head(config, oc.ScoreModel.fit(x, q), curve, targets, blocks, c.mean(0), sha, fkey)
+        head = utility_head(config, oc.ScoreModel.fit(x, q), curve, targets, blocks, np.nanmean(c, 0), sha, fkey)
     return OutcomeResult(curve, head, config.with_router(mode="fitted"), how)
 
 

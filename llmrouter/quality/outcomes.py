@@ -90,20 +90,21 @@ def is_outcomes_file(path: str | os.PathLike[str]) -> bool:
     return False
 
 
-def matrices(records: Sequence[OutcomeRecord]) -> tuple[list[str], np.ndarray, np.ndarray, list[int]]:
-    """Targets (those every kept record has), scores and costs (rows: records, columns: targets)
-    and the indices of the records kept."""
-    common = set(records[0].scores)
-    for r in records:
-        common &= set(r.scores)
-    targets = sorted(common)
+def matrices(records: Sequence[OutcomeRecord]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Targets, scores and costs (rows: records, columns: targets; NaN where a record has no
+    outcome for a target, as in logs where each request was answered once)."""
+    targets = sorted({t for r in records for t in r.scores})
     if len(targets) < 2:
-        raise ConfigError("outcome records must score at least two targets on every request",
-                          hint="drop the targets most records lack, or add their outcomes")
-    keep = list(range(len(records)))
-    q = np.array([[records[i].scores[t] for t in targets] for i in keep])
-    c = np.array([[records[i].costs[t] for t in targets] for i in keep])
-    return targets, q, c, keep
+        raise ConfigError("outcome records must name at least two targets",
+                          hint="a router needs a choice: add outcomes of another target")
+    q = np.array([[r.scores.get(t, np.nan) for t in targets] for r in records])
+    c = np.array([[r.costs.get(t, np.nan) if t in r.scores else np.nan for t in targets] for r in records])
+    return targets, q, c
+
+
+def complete_rows(q: np.ndarray) -> np.ndarray:
+    """The records with an outcome for every target: the only ones a curve can be drawn on."""
+    return np.flatnonzero(~np.isnan(q).any(axis=1))
 
 
 # --- predicting scores ----------------------------------------------------------------------
@@ -122,8 +123,16 @@ class ScoreModel:
         from sklearn.linear_model import RidgeCV
 
         center, scale = x.mean(0), x.std(0) + 1e-6
-        m = RidgeCV(alphas=np.logspace(1, 5, 9)).fit((x - center) / scale, q)
-        return cls(center, scale, np.atleast_2d(m.coef_), np.atleast_1d(m.intercept_))
+        z = (x - center) / scale
+        coef, intercept = np.zeros((q.shape[1], x.shape[1])), np.zeros(q.shape[1])
+        for t in range(q.shape[1]):  # each target on the rows that have its outcome
+            has = ~np.isnan(q[:, t])
+            if has.sum() >= 2:
+                m = RidgeCV(alphas=np.logspace(1, 5, 9)).fit(z[has], q[has, t])
+                coef[t], intercept[t] = m.coef_, m.intercept_
+            else:
+                intercept[t] = float(np.nanmean(q[:, t])) if has.any() else 0.0
+        return cls(center, scale, coef, intercept)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.center) / self.scale) @ self.coef.T + self.intercept
@@ -271,3 +280,24 @@ def summarize(cv: Curve, q: np.ndarray, pred: np.ndarray, mean_cost: np.ndarray,
                                                "cost": chosen.cost, "quality": chosen.quality},
         "chosen_vs_best_single": {"gain": gain, "se": se},
     }
+
+
+# --- from serve logs and /v1/feedback ----------------------------------------------------------
+def from_feedback(events: Sequence[dict[str, Any]], prompts: dict[str, str],
+                  cost_of: Any = None) -> tuple[list[dict[str, Any]], int]:
+    """Outcome lines from `feedback` log events ({id, score, target}) and the prompts the
+    application kept per response id (the logs carry no request text). Each line holds the one
+    target that answered; `cost_of(target, prompt)` estimates its cost (e.g. from the table's
+    prices). Returns the lines and how many feedback events had no prompt."""
+    out, missing = [], 0
+    for e in events:
+        if e.get("event") != "feedback" or not e.get("target") or "score" not in e:
+            continue
+        text = prompts.get(str(e.get("id")))
+        if text is None:
+            missing += 1
+            continue
+        cost = float(cost_of(e["target"], text)) if cost_of is not None else 0.0
+        out.append({"prompt": text, "source": "feedback",
+                    "outcomes": {e["target"]: {"score": float(e["score"]), "cost_usd": cost}}})
+    return out, missing

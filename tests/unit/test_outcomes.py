@@ -114,3 +114,18 @@ def test_the_utility_head_routes_each_request_to_the_route_of_its_best_target(tm
     want = oc.choose(model.predict(x), c.mean(0), cv.chosen.lam, cv.chosen.margin, 1)
     expected = np.array([cfg.table.names.index({0: "cheap", 1: "big"}[int(t)]) for t in want])
     assert (routes == expected).all()
+
+
+def test_feedback_events_and_kept_prompts_become_outcome_records(tmp_path):
+    events = [{"event": "feedback", "id": "a", "score": 1.0, "target": "small"},
+              {"event": "completion", "target": "small"},
+              {"event": "feedback", "id": "b", "score": 0.0, "target": "large"},
+              {"event": "feedback", "id": "zzz", "score": 1.0, "target": "large"}]
+    lines, missing = oc.from_feedback(events, {"a": "hi", "b": "prove it"}, lambda t, p: 0.5 if t == "large" else 0.1)
+    assert missing == 1 and len(lines) == 2
+    assert lines[1] == {"prompt": "prove it", "source": "feedback",
+                        "outcomes": {"large": {"score": 0.0, "cost_usd": 0.5}}}
+    f = tmp_path / "o.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    targets, q, c = oc.matrices(oc.load_outcomes(f))  # partial records load; no complete row yet
+    assert targets == ["large", "small"] and len(oc.complete_rows(q)) == 0
