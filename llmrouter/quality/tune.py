@@ -113,15 +113,29 @@ class Observed:
     feats: dict[str, np.ndarray]
     y: np.ndarray
     ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    w: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sample weights (empty: all 1)
 
     def take(self, idx: np.ndarray) -> Observed:
         return Observed({k: v[idx] for k, v in self.feats.items()}, self.y[idx],
-                        self.ms[idx] if len(self.ms) else self.ms)
+                        self.ms[idx] if len(self.ms) else self.ms, self.w[idx] if len(self.w) else self.w)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.w if len(self.w) else np.ones(len(self.y))
 
     @staticmethod
     def join(a: Observed, b: Observed) -> Observed:
+        w = np.concatenate([a.weights, b.weights]) if len(a.w) or len(b.w) else np.zeros(0)
         return Observed({k: np.concatenate([a.feats[k], b.feats[k]]) for k in a.feats},
-                        np.concatenate([a.y, b.y]))
+                        np.concatenate([a.y, b.y]), w=w)
+
+
+def source_weights(sources: np.ndarray) -> np.ndarray:
+    """Weights that give every source the same total (mean 1): a big source of one label
+    convention does not outvote the others, nor the package's examples."""
+    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    w = len(sources) / (len(names) * counts[inverse])
+    return w / w.mean()
 
 
 # --- observing ------------------------------------------------------------------------------
@@ -175,7 +189,8 @@ def fit(spec: Spec, train: Observed, routes: Sequence[str], *, model_sha256: str
                                   feature_key=feature_key)
     if spec.mode in ("fitted", "combined"):
         head = head.with_head(train.feats, train.y, blocks=spec.blocks, C=spec.C, seed=seed,
-                              extra_blocks=spec.extra, chars_C=spec.chars_C)
+                              extra_blocks=spec.extra, chars_C=spec.chars_C,
+                              sample_weight=train.w if len(train.w) else None)
         cal = calibration or shift.Calibration(1.0, 0.0)
         fam = (replace(Familiarity.fit(train.feats, spec.blocks), alpha=cal.alpha)
                if cal.alpha > 0 else None)
