@@ -73,8 +73,9 @@ def _record(line: str, where: str) -> OutcomeRecord:
     except (ValueError, KeyError, TypeError, AttributeError, RequestError) as exc:
         raise ConfigError(f"{where}: not an outcome record ({exc})",
                           hint='each line: {"prompt": ..., "outcomes": {"<target>": {"score": 0..1, "cost_usd": ...}}}') from None
-    if any(not 0.0 <= s <= 1.0 for s in scores.values()):
-        raise ConfigError(f"{where}: scores must lie in [0, 1]")
+    if any(not -1.0 <= s <= 2.0 for s in scores.values()):  # another scale, not a metric's overshoot
+        raise ConfigError(f"{where}: scores must lie in [0, 1]", hint="rescale the scores to 0 (bad) .. 1 (good)")
+    scores = {t: min(1.0, max(0.0, s)) for t, s in scores.items()}  # e.g. a metric's -0.03: clipped
     return OutcomeRecord(text, scores, costs, str(row.get("source", "")))
 
 
