@@ -66,6 +66,8 @@ def refit(spec: tn.Spec, train: tn.Observed, extra: tn.Observed, folds, routes, 
         cal = shift.Calibration(shift.fit(logits[used], train.y[used], None).temperature, 0.0)
     p = shift.apply(logits, ratio if ood else None, cal)
     choice = tn.choose_cascade(train, folds, p, routes, extra, seed, print)
+    if ood and choice is not None and 0 < choice.share < 1:  # as tune does: the model stage's own rows
+        cal = tn.model_stage_calibration(spec, train, folds, routes, extra, seed, choice, print)
     rows = tn.Observed.join(train, extra)
     head = tn.fit(spec, rows, routes, model_sha256=sha, feature_key=key, seed=seed, calibration=cal)
     if choice is not None:

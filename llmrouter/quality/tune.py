@@ -285,6 +285,19 @@ def calibrate(spec: Spec, data: Observed, folds: list[tuple[np.ndarray, np.ndarr
     return shift.fit(logits[used], data.y[used], ratio[used]), logits, ratio, used
 
 
+def model_stage_calibration(spec: Spec, train: Observed, folds: list[tuple[np.ndarray, np.ndarray]],
+                            routes: Sequence[str], extra: Observed | None, seed: int,
+                            choice: cascade.CascadeChoice, log: Callable[[str], None]) -> shift.Calibration:
+    """The head's calibration refitted on the rows the cheap stage leaves to it: the harder ones,
+    where a temperature fitted on every row is overconfident."""
+    _, logits, ratio, used = calibrate(spec, train, folds, routes, extra, seed)
+    rest = used[choice.passed] if choice.passed is not None else used
+    cal = shift.fit(logits[rest], train.y[rest], ratio[rest])
+    log(f"  calibration of the model stage on the {len(rest)} rows the cheap stage leaves: temperature "
+        f"{cal.temperature:.3f}, out-of-distribution alpha {cal.alpha}")
+    return cal
+
+
 def prefer_early_exit(y: np.ndarray, best: tuple[float, Spec], best_p: np.ndarray,
                       oof: dict[Spec, tuple[np.ndarray, np.ndarray, np.ndarray]], log: Callable[[str], None],
                       ) -> tuple[tuple[float, Spec], np.ndarray]:
@@ -466,6 +479,8 @@ def tune(
             best = (s, (name, cfg, spec, cal, table, data, extra, sha, fkey, cv_folds, oof))
     _, (name, cfg, spec, cal, table, data, extra, sha, fkey, cv_folds, oof) = best
     choice = choose_cascade(data.take(train_idx), cv_folds, oof, routes, extra, seed, log) if spec.mode != "scored" else None
+    if spec.mode == "fitted" and choice is not None and 0 < choice.share < 1:
+        cal = model_stage_calibration(spec, data.take(train_idx), cv_folds, routes, extra, seed, choice, log)
 
     def final(rows: Observed) -> FittedHead | None:
         if extra is not None:

@@ -112,3 +112,18 @@ def test_tune_warns_when_the_new_head_is_not_better_than_the_current_one(new, cu
     w = compare_with_current(new, current, "CV grouped by source")
     assert bool(w) == warns
     assert compare_with_current(new, None, "x") == []
+
+
+def test_the_cascade_choice_says_which_rows_it_leaves_to_the_model():
+    from llmrouter.quality import cascade
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    cheap = rng.normal(0, 1, (300, 3))
+    cheap[np.arange(300), y] += rng.uniform(0, 6, 300)  # sure and right on some rows
+    model = np.full((300, 3), 0.1)
+    model[np.arange(300), y] = 0.8
+    choice = cascade.choose(y, cheap, model)
+    assert choice.passed is not None and len(choice.passed) == 300
+    assert abs((~choice.passed).mean() - choice.share) < 1e-12
+    assert "passed" not in choice.summary()
