@@ -1,7 +1,8 @@
 """The shipped easy/hard head: fitted by `tune` on the package's own difficulty examples
 (llmrouter/data/difficulty_examples.jsonl), scored on ../shared/eval/difficulty-dev.jsonl (534
 prompts it never saw); writes bench/results/difficulty.{json,md} and, with --ship,
-examples/difficulty.head.npz.
+llmrouter/difficulty.head.npz (in the package, so that a copy of the example table anywhere
+finds it, as copies of the default table find theirs).
 
     python bench/difficulty.py [--eval-dir ../shared/eval] [--ship]
 """
@@ -80,8 +81,8 @@ def main() -> None:
     (OUT / "difficulty.json").write_text(json.dumps(res, indent=1))
     (OUT / "difficulty.md").write_text(markdown(res))
     if args.ship:
-        head.save(ROOT / "examples" / "difficulty.head.npz")
-        print("shipped examples/difficulty.head.npz; mode", result.config.router.mode)
+        head.save(ROOT / "llmrouter" / "difficulty.head.npz")  # in the package: copies of the table find it
+        print("shipped llmrouter/difficulty.head.npz; mode", result.config.router.mode)
 
 
 def markdown(res: dict) -> str:
