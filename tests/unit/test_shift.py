@@ -127,3 +127,27 @@ def test_the_cascade_choice_says_which_rows_it_leaves_to_the_model():
     assert choice.passed is not None and len(choice.passed) == 300
     assert abs((~choice.passed).mean() - choice.share) < 1e-12
     assert "passed" not in choice.summary()
+
+
+@pytest.mark.parametrize("name", ["default_routes.head.npz", "difficulty.head.npz"])
+def test_the_shipped_heads_were_calibrated_on_grouped_folds_and_say_how_they_did_there(name):
+    from llmrouter.paths import PACKAGE_DIR
+
+    head = FittedHead.load(PACKAGE_DIR / name)
+    assert head.info["grouping"] == "cluster"  # package examples name no sources
+    cv = head.info["grouped_cv"]
+    assert 0 <= cv["ece"] <= 0.05 and cv["n"] > 100
+
+
+def test_a_copy_of_the_difficulty_table_elsewhere_finds_its_shipped_head(tmp_path):
+    from pathlib import Path
+
+    from llmrouter.config import Config
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    copy = tmp_path / "mine.toml"
+    copy.write_text((examples / "difficulty.toml").read_text())
+    cfg = Config.load(copy)
+    assert cfg.router.mode == "fitted"
+    head = FittedHead.load(cfg.router.head_path(cfg.path))
+    assert head.routes == cfg.table.names and head.cheap is not None
