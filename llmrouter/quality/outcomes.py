@@ -224,8 +224,9 @@ def paired_gap(q: np.ndarray, t: np.ndarray, base: int) -> tuple[float, float]:
 def pick(points: Sequence[Point], q: np.ndarray, pred: np.ndarray, mean_cost: np.ndarray, base: int,
          max_cost: float | None = None, min_quality: float | None = None) -> Point:
     """The operating point for a cost budget (best quality within it), a quality floor (cheapest
-    above it), or by default the best quality among points that do not lose to the best single
-    target by more than noise (paired standard error); none: the best single target alone."""
+    above it), or by default: among the points that do not lose to the best single target by more
+    than noise (paired standard error), the cheapest within noise of the best of them; none: the
+    best single target alone."""
     if max_cost is not None:
         ok = [p for p in points if p.cost <= max_cost] or [min(points, key=lambda p: p.cost)]
         return max(ok, key=lambda p: (p.quality, -p.cost))
@@ -235,9 +236,12 @@ def pick(points: Sequence[Point], q: np.ndarray, pred: np.ndarray, mean_cost: np
         for p in points:
             gain, se = paired_gap(q, choose(pred, mean_cost, p.lam, p.margin, base), base)
             if gain >= -NOISE_SE * se and p.quality >= base_q - NOISE_SE * se:
-                ok.append(p)
-        ok = ok or [Point(0.0, float("inf"), float(mean_cost[base]), base_q)]
-        return max(ok, key=lambda p: (p.quality, -p.cost))
+                ok.append((p, se))
+        if not ok:
+            return Point(0.0, float("inf"), float(mean_cost[base]), base_q)
+        top, se = max(ok, key=lambda ps: (ps[0].quality, -ps[0].cost))
+        # one-standard-error rule: the cheapest point as good as the best within noise
+        return min((p for p, _ in ok if p.quality >= top.quality - NOISE_SE * se), key=lambda p: p.cost)
     ok = [p for p in points if p.quality >= min_quality] or [max(points, key=lambda p: p.quality)]
     return min(ok, key=lambda p: p.cost)
 
