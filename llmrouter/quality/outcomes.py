@@ -232,16 +232,16 @@ def pick(points: Sequence[Point], q: np.ndarray, pred: np.ndarray, mean_cost: np
         return max(ok, key=lambda p: (p.quality, -p.cost))
     if min_quality is None:
         base_q = float(q[:, base].mean())
-        ok = []
+        fair: list[tuple[Point, float]] = []  # points that do not lose beyond noise, with their SE
         for p in points:
             gain, se = paired_gap(q, choose(pred, mean_cost, p.lam, p.margin, base), base)
             if gain >= -NOISE_SE * se and p.quality >= base_q - NOISE_SE * se:
-                ok.append((p, se))
-        if not ok:
+                fair.append((p, se))
+        if not fair:
             return Point(0.0, float("inf"), float(mean_cost[base]), base_q)
-        top, se = max(ok, key=lambda ps: (ps[0].quality, -ps[0].cost))
+        top, top_se = max(fair, key=lambda ps: (ps[0].quality, -ps[0].cost))
         # one-standard-error rule: the cheapest point as good as the best within noise
-        return min((p for p, _ in ok if p.quality >= top.quality - NOISE_SE * se), key=lambda p: p.cost)
+        return min((p for p, _ in fair if p.quality >= top.quality - NOISE_SE * top_se), key=lambda p: p.cost)
     ok = [p for p in points if p.quality >= min_quality] or [max(points, key=lambda p: p.quality)]
     return min(ok, key=lambda p: p.cost)
 
