@@ -81,8 +81,9 @@ def main() -> None:
     from llmrouter.router import Router
 
     config = Config.load(args.table).with_router(cache=False, threads=args.threads)
-    router = Router(config)
-    router.policy = None  # the model alone; the cap is applied afterwards, to the same decisions
+    if config.to_dict().get("escalation"):
+        raise SystemExit("pass a table without [escalation]: the cap is applied afterwards, to the same decisions")
+    router = Router(config)  # the table's own policy has no cap: the model (and its head) alone
     easy, hard = load(args.limit, args.seed)
     t0 = time.perf_counter()
 

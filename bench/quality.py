@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmrouter.quality import evaluate as ev  # noqa: E402
 from llmrouter.quality import tune as tn  # noqa: E402
+from llmrouter.quality import shift  # noqa: E402
 from llmrouter.config import Config  # noqa: E402
 from llmrouter.head.calibration import softmax  # noqa: E402
 
@@ -73,7 +74,7 @@ def cv_metrics(spec: tn.Spec, data: tn.Observed, extra: tn.Observed, folds, rout
                 from llmrouter.head.calibration import fit_temperature
 
                 t = fit_temperature(logits[used], data.y[tr][used])
-            head = tn.fit(spec, train, routes, temperature=t)
+            head = tn.fit(spec, train, routes, calibration=shift.Calibration(t, 0.0))
         test = {kk: v[te] for kk, v in data.feats.items()}
         proba[te], by_head[te] = tn.predict(spec, head, test)
     used = np.flatnonzero(~np.isnan(proba[:, 0]))
@@ -148,7 +149,7 @@ def main() -> None:
     sources = np.array([r.source for r in task])
     strat = ev.stratified_folds(data.y, 5, args.seed)
     grouped = ev.source_folds(data.y, sources, seed=args.seed)
-    spec, s, temp, table = tn.select(data, grouped, routes, extra, args.seed,
+    spec, s, temp, table, _ = tn.select(data, grouped, routes, extra, args.seed,
                                      log=lambda x: print(x, flush=True))
     single = tn.Spec("fitted", tn.BLOCK_SETS[0], 0.03)  # final layer only: the first release's head
     fitted = spec.as_("fitted") if spec.mode != "scored" else single
@@ -196,7 +197,7 @@ def main() -> None:
     # --- latency: a head fitted on all the dev data, used only for timing ---
     tmp = Path("/tmp/llmrouter-bench/tuned")
     head = tn.fit(combined, tn.Observed.join(data, extra), routes, model_sha256=sha, feature_key=key,
-                  temperature=temp)
+                  calibration=temp)
     head.save(tmp / "bench.head.npz")
     (tmp / "bench.toml").write_text(cfg.with_router(head=str(tmp / "bench.head.npz")).to_toml())
     results["latency_ms"] = latency(tmp / "bench.toml", task, args.latency_n)

@@ -67,8 +67,12 @@ def eval_(
 ) -> None:
     """Measure routing quality on labelled data: accuracy, F1, calibration, latency, cost."""
     from llmrouter.quality import evaluate as ev
+    from llmrouter.quality import outcomes as oc
     from llmrouter.router import Router
 
+    if oc.is_outcomes_file(data):
+        _eval_outcomes(data, config[0] if config else None, out_dir, seed, quiet)
+        return
     records = ev.load_records(data)
     if limit:
         records = records[:limit]
@@ -101,6 +105,69 @@ def eval_(
     out.print(_summary(results))
     out.print(_stages(results))
     out.print(f"report: {', '.join(str(f) for f in files[:2])} (+{len(files) - 2} plots)")
+    heads = {n: r["head_cv"] for n, r in results.items() if r.get("head_cv")}
+    for name, g in heads.items():
+        out.print(f"{name}: its head's calibration when tuned, on CV folds grouped by {g.get('grouping', '?')}: "
+                  f"accuracy {g['accuracy']:.3f}, ECE {g['ece']:.3f} (n={g['n']})")
+
+
+def _eval_outcomes(data: Path, config: Optional[Path], out_dir: Path, seed: int, quiet: bool) -> None:
+    """`eval` on outcome records: the cross-validated quality-vs-cost curve and its baselines."""
+    from llmrouter.quality import outcome_tune as ot
+    from llmrouter.quality import outcomes as oc
+
+    records = oc.load_outcomes(data)
+    with _progress(quiet) as progress:
+        result = ot.learn(Config.load(config), records, seed=seed, fit_head=False, progress=progress,
+                          log=lambda s: err.print(s, markup=False))
+    files = ot.report(result, out_dir, f"Quality vs cost: {data.name}")
+    _print_curve(result.curve.summary)
+    out.print(f"report: {', '.join(str(f) for f in files)}")
+
+
+def _print_curve(s: dict) -> None:
+    t = Table("policy", "USD / 1k", "mean score")
+    t.add_row("always-cheapest", f"{s['cheapest']['cost'] * 1000:.4f}", f"{s['cheapest']['quality']:.3f}")
+    t.add_row(f"best single ({s['best_single']['target']})", f"{s['best_single']['cost'] * 1000:.4f}",
+              f"{s['best_single']['quality']:.3f}")
+    t.add_row("oracle", f"{s['oracle_best']['cost'] * 1000:.4f}", f"{s['oracle_best']['quality']:.3f}")
+    if s["chosen"]:
+        t.add_row(f"router (lambda {s['chosen']['lambda']:g}, margin {s['chosen']['margin']:g})",
+                  f"{s['chosen']['cost'] * 1000:.4f}", f"{s['chosen']['quality']:.3f}")
+    out.print(t)
+    a = s["area"]
+    reach = s["cost_to_95pct_best"]
+    out.print(f"area under quality-vs-cost: router {a['router']:.3f}, random {a['random']:.3f}, "
+              f"oracle {a['oracle']:.3f}; APGR {s['apgr']:.3f}; cost to 95% of the best single target: "
+              f"{'not reached' if reach is None else f'{reach * 1000:.4f} USD / 1k'}")
+
+
+@app.command("tune-outcomes")
+def tune_outcomes(
+    data: Path = typer.Argument(..., help='JSONL of {"prompt": ..., "outcomes": {TARGET: {"score": 0..1, "cost_usd": ...}}} lines.'),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Route table whose routes' first targets are the outcome targets."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Where to write the tuned table (TOML); its head goes beside it."),
+    max_cost: Optional[float] = typer.Option(None, help="Budget: mean USD per request; the best quality within it."),
+    min_quality: Optional[float] = typer.Option(None, help="Quality floor (mean score); the cheapest point above it."),
+    folds: int = typer.Option(5, min=2, max=20, help="Cross-validation folds."),
+    seed: int = typer.Option(0, help="Seed for the folds."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Fit a router on per-target outcomes: maximise quality minus lambda * cost (lambda chosen for a
+    budget or a quality floor; by default it must not lose to the best single target)."""
+    from llmrouter.quality import outcome_tune as ot
+    from llmrouter.quality import outcomes as oc
+
+    if max_cost is not None and min_quality is not None:
+        fail("give --max-cost or --min-quality, not both")
+    records = oc.load_outcomes(data)
+    cfg = Config.load(config)
+    with _progress(quiet) as progress:
+        result = ot.learn(cfg, records, max_cost=max_cost, min_quality=min_quality, folds=folds, seed=seed,
+                          progress=progress, log=lambda s: err.print(s, markup=False))
+    files = ot.write(result, out_path)
+    _print_curve(result.curve.summary)
+    out.print(f"wrote {', '.join(str(f) for f in files)}")
 
 
 @app.command()
@@ -132,12 +199,56 @@ def tune(
                          refit_all=refit_all, progress=progress, log=lambda s: err.print(s, markup=False))
     files = tn.write(result, out_path)
     t = Table("held-out split", "accuracy", "macro-F1", "ECE", "n")
-    for name, m in (("before (model scores)", result.before), (f"after ({result.spec.label})", result.after)):
+    rows = [("before (model scores)", result.before)]
+    rows += [("current head of the table", result.current)] if result.current else []
+    rows += [(f"after ({result.spec.label})", result.after)]
+    for name, m in rows:
         t.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}", str(m["n"]))
     out.print(t)
+    g = Table(f"CV folds grouped by {result.grouping}", "accuracy", "macro-F1", "ECE", "n")
+    for name, m in result.grouped.items():
+        g.add_row(f"{name} head", f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}", str(m["n"]))
+    out.print(g)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
     if "stages" in result.after:
         st = result.after["stages"]
         out.print(f"cascade on the held-out split: the cheap stage (threshold {st['threshold']}) decided "
                   f"{st['share']:.1%} at accuracy {st['cheap_accuracy']:.3f}; the model the rest at "
                   f"{st['model_accuracy']:.3f}")
     out.print(f"chose prompt {result.variant}, {result.spec.label}; wrote {', '.join(str(f) for f in files)}")
+
+
+@app.command("outcomes-from-logs")
+def outcomes_from_logs(
+    logs: list[Path] = typer.Argument(..., help="JSON logs of `llmrouter serve` (with /v1/feedback events)."),
+    prompts: Path = typer.Option(..., "--prompts", help='JSONL of {"id": "<response id>", "prompt": ...} your application kept.'),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Route table whose target prices estimate each answer's cost."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Outcomes JSONL to write (for `tune-outcomes` and `eval`)."),
+) -> None:
+    """Turn served answers with feedback scores into outcome records: one target per request."""
+    import json
+
+    from llmrouter.cli.stats import read_events
+    from llmrouter.quality import evaluate as ev
+    from llmrouter.quality import outcomes as oc
+
+    kept: dict[str, str] = {}
+    for line in prompts.read_text("utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            kept[str(row["id"])] = str(row["prompt"])
+    cfg = Config.load(config)
+
+    def cost_of(target: str, text: str) -> float:
+        t = cfg.targets.get(target)
+        return t.cost_usd(len(text) / ev.CHARS_PER_TOKEN, ev.OUTPUT_TOKENS) if t is not None else 0.0
+
+    events = [e for path in logs for e in read_events(path)]
+    lines, missing = oc.from_feedback(events, kept, cost_of)
+    out_path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), "utf-8")
+    out.print(f"wrote {len(lines)} outcome records to {out_path}"
+              + (f"; {missing} feedback event(s) had no prompt in {prompts}" if missing else ""))
+    if lines:
+        out.print("each holds the one target that answered: score a sample on every target offline "
+                  "(same format) so `tune-outcomes` can draw the curve and choose lambda")

@@ -32,6 +32,7 @@ import numpy as np
 from llmrouter.errors import ConfigError
 from llmrouter.head.calibration import fit_bias_temperature, log_softmax, softmax
 from llmrouter.head.cheap import CheapStage
+from llmrouter.head.familiarity import Familiarity
 from llmrouter.head.members import KINDS, TEXT, Chars, Dense, Member, layers_of
 
 FORMAT = 2  # 1: one dense head with top-level arrays (still read)
@@ -94,6 +95,7 @@ class FittedHead:
     info: dict[str, Any] = field(default_factory=dict)  # how it was fitted (C, rows, scores...)
     cheap: CheapStage | None = None  # a first stage that reads only the text (a cascade), if tuned
     digest: str = ""  # sha256 of the file it was loaded from (part of decision-cache keys)
+    familiarity: Familiarity | None = None  # softens the head's confidence far from its training rows
 
     # --- using it ------------------------------------------------------------------------
     @property
@@ -134,7 +136,12 @@ class FittedHead:
         return sum(m.weight * log_softmax(m.logits(features)) for m in self.members)  # type: ignore[return-value]
 
     def head_proba(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        return softmax(self.head_logits(features) / self.temperature)
+        """The head's probabilities: its logits over the temperature, which grows for requests
+        far from the training rows (familiarity.py)."""
+        t = self.temperature
+        if self.familiarity is not None:
+            return softmax(self.head_logits(features) / (t * self.familiarity.factor(features))[:, None])
+        return softmax(self.head_logits(features) / t)
 
     def proba(self, features: dict[str, np.ndarray], mode: str) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities per row for `mode`, and whether the head decided each row."""
@@ -214,6 +221,7 @@ class FittedHead:
             "members": [m.meta() for m in self.members], "temperature": self.temperature,
             "threshold": self.threshold, "info": self.info,
             "cheap": self.cheap.meta() if self.cheap is not None else None,
+            "familiarity": self.familiarity.meta() if self.familiarity is not None else None,
         }
         arrays: dict[str, np.ndarray] = {"model_bias": np.asarray(self.model_bias, dtype=np.float32)}
         for i, m in enumerate(self.members):
@@ -222,6 +230,9 @@ class FittedHead:
         if self.cheap is not None:
             for name, a in self.cheap.member.arrays().items():
                 arrays[f"cheap_{name}"] = a if a.dtype == np.uint8 else np.asarray(a, dtype=np.float32)
+        if self.familiarity is not None:
+            for name, a in self.familiarity.arrays().items():
+                arrays[f"fam_{name}"] = np.asarray(a, dtype=np.float32)
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
@@ -253,12 +264,16 @@ class FittedHead:
             if meta.get("cheap"):
                 own = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith("cheap_")}
                 cheap = CheapStage.restore(meta["routes"], meta["cheap"], own)
+            familiarity = None
+            if meta.get("familiarity"):
+                own = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith("fam_")}
+                familiarity = Familiarity.restore(meta["familiarity"], own)
             return cls(
                 routes=tuple(meta["routes"]), model_sha256=meta["model_sha256"],
                 feature_key=meta["feature_key"], model_bias=arr["model_bias"],
                 model_temperature=float(meta["model_temperature"]), members=tuple(members),
                 temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
-                info=meta.get("info", {}), cheap=cheap, digest=digest,
+                info=meta.get("info", {}), cheap=cheap, digest=digest, familiarity=familiarity,
             )
         except FileNotFoundError:
             raise ConfigError(f"no fitted head at {path}", hint="run `llmrouter tune` to make one") from None

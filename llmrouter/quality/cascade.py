@@ -39,9 +39,10 @@ class CascadeChoice:
     model_alone: float  # of the router model on every request
     cheap_alone: float  # of the cheap stage on every request
     grid: list[dict[str, float]] = field(default_factory=list)
+    passed: np.ndarray | None = field(default=None, repr=False, compare=False)  # rows left to the model
 
     def summary(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "grid"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("grid", "passed")}
         out["threshold"] = None if math.isinf(self.threshold) else self.threshold
         return out
 
@@ -75,6 +76,7 @@ def choose(y: np.ndarray, cheap_logits: np.ndarray, model_p: np.ndarray, max_los
         cheap_accuracy=best["cheap_accuracy"], model_accuracy=best["model_accuracy"],
         accuracy=best["accuracy"], model_alone=model_alone,
         cheap_alone=float((cheap_p.argmax(axis=1) == y).mean()), grid=grid,
+        passed=cheap_p.max(axis=1) < best["threshold"],
     )
 
 

@@ -313,4 +313,7 @@ def evaluate_router(router: Router, records: Sequence[Record], progress: Any = N
     oracle = [route_cost(router.config, r.label, len(r.text) / CHARS_PER_TOKEN) for r in records]
     out = metrics(y, pred, conf, routes, latency_ms=ms, cost_usd=cost, deciders=by)
     out["oracle_cost_per_1k_usd"] = float(np.mean(oracle) * 1000)
+    info = getattr(getattr(router.decider, "head", None), "info", None) or {}
+    if info.get("grouped_cv"):  # what tune measured on grouped folds, beside what is measured here
+        out["head_cv"] = {**info["grouped_cv"], "grouping": info.get("grouping", "source")}
     return out

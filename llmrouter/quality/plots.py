@@ -67,3 +67,37 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
+
+
+def plot_outcome_curve(curve: Any, path: Path, title: str = "Quality vs cost") -> Path:
+    """The outcomes router's operating points against the baselines (quality/outcomes.py)."""
+    need("matplotlib", "tune", "eval's plots")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmrouter.quality.outcomes import random_points
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    pts = sorted((p.cost * 1000, p.quality) for p in curve.router)
+    ax.scatter([c for c, _ in pts], [q for _, q in pts], s=12, color="tab:blue",
+               label="router (out-of-fold), each lambda and margin")
+    ora = sorted((c * 1000, q) for c, q in curve.oracle)
+    ax.plot(*zip(*ora), "--", color="tab:green", marker=".", label="oracle")
+    rnd = sorted((c * 1000, q) for c, q in random_points(curve.singles))
+    ax.plot(*zip(*rnd), ":", color="gray", label="random mix")
+    for name, (c, q) in curve.singles.items():
+        ax.scatter([c * 1000], [q], marker="s", s=50, color="black")
+        ax.annotate(name, (c * 1000, q), textcoords="offset points", xytext=(5, -10), fontsize=8)
+    if curve.chosen is not None:
+        ax.scatter([curve.chosen.cost * 1000], [curve.chosen.quality], marker="*", s=200, color="tab:red",
+                   label="chosen")
+    ax.set_xlabel("USD per 1k requests")
+    ax.set_ylabel("mean score")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

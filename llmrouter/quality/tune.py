@@ -26,10 +26,11 @@ from llmrouter.config import Config
 from llmrouter.deciders.llama import LlamaDecider
 from llmrouter.errors import ConfigError, need
 from llmrouter.head import FittedHead, stack
-from llmrouter.head.calibration import fit_temperature, softmax
+from llmrouter.head.calibration import softmax
+from llmrouter.head.familiarity import Familiarity
 from llmrouter.head.members import TEXT, layers_of
 from llmrouter.paths import PACKAGE_DIR, user_dir
-from llmrouter.quality import cascade
+from llmrouter.quality import cascade, shift
 from llmrouter.quality import evaluate as ev
 from llmrouter.router import Router
 
@@ -112,15 +113,29 @@ class Observed:
     feats: dict[str, np.ndarray]
     y: np.ndarray
     ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    w: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sample weights (empty: all 1)
 
     def take(self, idx: np.ndarray) -> Observed:
         return Observed({k: v[idx] for k, v in self.feats.items()}, self.y[idx],
-                        self.ms[idx] if len(self.ms) else self.ms)
+                        self.ms[idx] if len(self.ms) else self.ms, self.w[idx] if len(self.w) else self.w)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.w if len(self.w) else np.ones(len(self.y))
 
     @staticmethod
     def join(a: Observed, b: Observed) -> Observed:
+        w = np.concatenate([a.weights, b.weights]) if len(a.w) or len(b.w) else np.zeros(0)
         return Observed({k: np.concatenate([a.feats[k], b.feats[k]]) for k in a.feats},
-                        np.concatenate([a.y, b.y]))
+                        np.concatenate([a.y, b.y]), w=w)
+
+
+def source_weights(sources: np.ndarray) -> np.ndarray:
+    """Weights that give every source the same total (mean 1): a big source of one label
+    convention does not outvote the others, nor the package's examples."""
+    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    w = len(sources) / (len(names) * counts[inverse])
+    return w / w.mean()
 
 
 # --- observing ------------------------------------------------------------------------------
@@ -167,14 +182,19 @@ def extra_examples(config: Config) -> tuple[list[str], list[str]]:
 
 # --- fitting and predicting ------------------------------------------------------------------
 def fit(spec: Spec, train: Observed, routes: Sequence[str], *, model_sha256: str = "",
-        feature_key: str = "", seed: int = 0, temperature: float = 1.0) -> FittedHead:
-    """A FittedHead for `spec` from training rows."""
+        feature_key: str = "", seed: int = 0, calibration: shift.Calibration | None = None) -> FittedHead:
+    """A FittedHead for `spec` from training rows; with `calibration`, its temperature and (alpha
+    > 0) a familiarity measure over the training rows that softens it far from them."""
     head = FittedHead.calibration(train.feats["logp"], train.y, routes, model_sha256=model_sha256,
                                   feature_key=feature_key)
     if spec.mode in ("fitted", "combined"):
         head = head.with_head(train.feats, train.y, blocks=spec.blocks, C=spec.C, seed=seed,
-                              extra_blocks=spec.extra, chars_C=spec.chars_C)
-        head = replace(head, temperature=temperature, threshold=spec.threshold)
+                              extra_blocks=spec.extra, chars_C=spec.chars_C,
+                              sample_weight=train.w if len(train.w) else None)
+        cal = calibration or shift.Calibration(1.0, 0.0)
+        fam = (replace(Familiarity.fit(train.feats, spec.blocks), alpha=cal.alpha)
+               if cal.alpha > 0 else None)
+        head = replace(head, temperature=cal.temperature, threshold=spec.threshold, familiarity=fam)
     return head
 
 
@@ -213,9 +233,12 @@ def score(y: np.ndarray, proba: np.ndarray) -> float:
 
 def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: Sequence[str],
            extra: Observed | None = None, seed: int = 0, log: Callable[[str], None] = lambda s: None,
-           ) -> tuple[Spec, float, float, dict[str, float], np.ndarray]:
-    """The best spec by cross-validated score, its head temperature, every spec's score, and the
-    best spec's out-of-fold probabilities (NaN rows: not in any test fold)."""
+           cal_folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
+           ) -> tuple[Spec, float, shift.Calibration, dict[str, float], np.ndarray]:
+    """The best spec by cross-validated score, its head's calibration (temperature and
+    out-of-distribution alpha, fitted on the folds), every spec's score, and the best spec's
+    out-of-fold probabilities (calibrated; NaN rows: not in any test fold).
+    `cal_folds` (default: `folds`) are the grouped folds the calibration is fitted on."""
     table: dict[str, float] = {}
     best: tuple[float, Spec] = (-1.0, Spec("scored"))
     best_p: np.ndarray = np.zeros(0)
@@ -230,23 +253,49 @@ def select(data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: S
             best, best_p = (s, spec), proba
     best, best_p = prefer_early_exit(data.y, best, best_p, oof, log)
     spec = best[1]
-    temperature = 1.0
+    cal = shift.Calibration(1.0, 0.0)
     if spec.mode == "fitted":
-        _, logits, used = oof[spec]
-        temperature = fit_temperature(logits[used], data.y[used])
-        cal = oof[Spec("calibrated")][0]
-        head_p = softmax(logits / temperature)
+        cal, logits, ratio, used = calibrate(spec, data, cal_folds or folds, routes, extra, seed,
+                                             oof[spec] if cal_folds is None else None)
+        log(f"  calibration on the grouped folds: temperature {cal.temperature:.3f}, "
+            f"out-of-distribution alpha {cal.alpha}")
+        head_p = shift.apply(logits, ratio, cal)
+        model_p = oof[Spec("calibrated")][0]
         # combined: the head where it is sure, the calibrated model elsewhere (a whole pass: not
-        # for an early-exit head)
-        for t in THRESHOLDS[1:] if not exits_early(spec) else ():
-            mixed = np.where((head_p.max(axis=1) >= t)[:, None], head_p, cal)
+        # for an early-exit head; scored on the same folds as the rest: not with cluster folds)
+        for t in THRESHOLDS[1:] if not exits_early(spec) and cal_folds is None else ():
+            mixed = np.where((head_p.max(axis=1) >= t)[:, None], head_p, model_p)
             s = score(data.y[used], mixed[used])
             label = spec.as_("combined", t).label
             table[label] = s
             log(f"  {label:<45} {s:.4f}")
             if s > best[0] + 1e-9:
                 best, best_p = (s, spec.as_("combined", t)), mixed
-    return best[1], best[0], temperature, table, best_p
+        best_p = best_p if best[1].mode == "combined" else shift.cross_fitted(logits, data.y, ratio, cal_folds or folds)
+    return best[1], best[0], cal, table, best_p
+
+
+def calibrate(spec: Spec, data: Observed, folds: list[tuple[np.ndarray, np.ndarray]], routes: Sequence[str],
+              extra: Observed | None, seed: int, oof: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              ) -> tuple[shift.Calibration, np.ndarray, np.ndarray, np.ndarray]:
+    """The head's temperature and out-of-distribution alpha from its out-of-fold logits and
+    familiarity ratios on grouped `folds` (cross-validated again unless `oof` holds them)."""
+    _, logits, used = oof if oof is not None else cross_validate(spec, data, folds, routes, extra, seed)
+    ratio = shift.out_of_fold_ratios(data.feats, spec.blocks, folds, extra.feats if extra is not None else None)
+    return shift.fit(logits[used], data.y[used], ratio[used]), logits, ratio, used
+
+
+def model_stage_calibration(spec: Spec, train: Observed, folds: list[tuple[np.ndarray, np.ndarray]],
+                            routes: Sequence[str], extra: Observed | None, seed: int,
+                            choice: cascade.CascadeChoice, log: Callable[[str], None]) -> shift.Calibration:
+    """The head's calibration refitted on the rows the cheap stage leaves to it: the harder ones,
+    where a temperature fitted on every row is overconfident."""
+    _, logits, ratio, used = calibrate(spec, train, folds, routes, extra, seed)
+    rest = used[choice.passed] if choice.passed is not None else used
+    cal = shift.fit(logits[rest], train.y[rest], ratio[rest])
+    log(f"  calibration of the model stage on the {len(rest)} rows the cheap stage leaves: temperature "
+        f"{cal.temperature:.3f}, out-of-distribution alpha {cal.alpha}")
+    return cal
 
 
 def prefer_early_exit(y: np.ndarray, best: tuple[float, Spec], best_p: np.ndarray,
@@ -309,10 +358,64 @@ class TuneResult:
     config: Config
     head: FittedHead | None
     cv: dict[str, float]
-    before: dict[str, Any]
-    after: dict[str, Any]
+    before: dict[str, Any]  # held-out split: the model's raw scores
+    after: dict[str, Any]  # held-out split: the new head (with its cascade)
     warnings: list[str]
     variant: str
+    current: dict[str, Any] | None = None  # held-out split: the head the table already has
+    grouped: dict[str, dict[str, float]] = field(default_factory=dict)  # "new"/"current" on the CV folds
+    grouping: str = "source"  # how the CV folds were made: source, cluster, stratified
+
+
+def make_folds(train: Observed, sources: np.ndarray, grouping: str, k: int, seed: int
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """CV folds over the training rows: whole sources held out; else clusters within each route
+    (shift.cluster_folds), else stratified."""
+    if grouping == "source":
+        return ev.source_folds(train.y, sources, k=k, seed=seed)
+    if grouping == "cluster":
+        return shift.cluster_folds(train.y, train.feats[cluster_block(train.feats)], k, seed)
+    return ev.stratified_folds(train.y, k, seed)
+
+
+def cluster_block(feats: dict[str, np.ndarray]) -> str:
+    """The vectors requests are clustered by: the mean state at the deepest observed layer."""
+    layers = layers_of(tuple(feats))
+    return f"mean@{layers[-1]}" if layers else "mean" if "mean" in feats else "logp"
+
+
+def current_head(config: Config, sha: str, fkey: str, log: Callable[[str], None]) -> FittedHead | None:
+    """The head the table already has, if it was fitted for this model and prompt (else None)."""
+    path = config.router.head_path(config.path)
+    if path is None or config.router.mode not in ("fitted", "combined"):
+        return None
+    try:
+        head = FittedHead.load(path)
+        head.check(sha, fkey, config.table.names)
+    except ConfigError as exc:
+        log(f"  (the table's current head is not compared: {exc})")
+        return None
+    return head
+
+
+def head_metrics(head: FittedHead, mode: str, rows: Observed, routes: Sequence[str]) -> dict[str, Any]:
+    """A fixed head on labelled rows: the head's own probabilities (no cascade)."""
+    p, _ = head.proba(rows.feats, mode)
+    return ev.metrics(rows.y, p.argmax(1), p.max(1), routes)
+
+
+def compare_with_current(new: dict[str, float], current: dict[str, float] | None, where: str) -> list[str]:
+    """Warnings when the new head is not better than the table's current one."""
+    if current is None:
+        return []
+    out = []
+    if new["accuracy"] < current["accuracy"] - 1e-9:
+        out.append(f"{where}: the new head's accuracy {new['accuracy']:.3f} is below the current head's "
+                   f"{current['accuracy']:.3f}; keep the current head unless the new data matter more")
+    if new["ece"] > current["ece"] + 0.01:
+        out.append(f"{where}: the new head's ECE {new['ece']:.3f} is worse than the current head's "
+                   f"{current['ece']:.3f}")
+    return out
 
 
 def tune(
@@ -322,14 +425,16 @@ def tune(
     log: Callable[[str], None] = print, cache_dir: Path | None = None,
 ) -> TuneResult:
     """Choose prompt variant, mode and calibration by CV on a training split; fit; compare on the
-    held-out split. The returned config names no head file yet (see `write`)."""
+    held-out split, with the model's raw scores and with the head the table already has. The
+    returned config names no head file yet (see `write`)."""
     need("sklearn", "tune", "llmrouter tune")
     need("scipy", "tune", "llmrouter tune")
     routes = config.table.names
     ev.check_labels(records, routes)
     labels = np.array([routes.index(r.label) for r in records])
     sources = np.array([r.source for r in records])
-    train_idx, test_idx, by_source = ev.split_indices(labels, sources.tolist(), test_fraction, seed, by_source)
+    train_idx, test_idx, grouped = ev.split_indices(labels, sources.tolist(), test_fraction, seed, by_source)
+    grouping = "source" if grouped else "stratified" if by_source is False else "cluster"
     warnings = [f"route {r!r} has only {n} labelled example(s) in the training split (want {MIN_EXAMPLES}+)"
                 for r, n in ev.few_examples([routes[i] for i in labels[train_idx]], routes, MIN_EXAMPLES).items()]
     for w in warnings:
@@ -362,26 +467,32 @@ def tune(
         data = Observed(feats, labels, ms)
         extra = Observed(ex_feats, np.array([routes.index(x) for x in ex_labels])) if ex_texts else None
         train = data.take(train_idx)
-        tsrc = sources[train_idx]
-        cv_folds = (ev.source_folds(train.y, tsrc, k=folds, seed=seed) if by_source
-                    else ev.stratified_folds(train.y, folds, seed))
-        spec, s, temp, table, oof = select(train, cv_folds, routes, extra, seed, log)
+        cv_folds = make_folds(train, sources[train_idx], "stratified" if grouping == "cluster" else grouping,
+                              folds, seed)
+        cal_folds = make_folds(train, sources[train_idx], grouping, folds, seed) if grouping == "cluster" else None
+        log(f"  cross-validation: {len(cv_folds)} folds, {'stratified' if cal_folds else 'grouped by ' + grouping}"
+            f"{'; calibration on folds grouped by cluster' if cal_folds else ''}")
+        spec, s, cal, table, oof = select(train, cv_folds, routes, extra, seed, log, cal_folds)
+        cv_folds = cal_folds or cv_folds  # from here on: the grouped folds
         log(f"  -> {spec.label}: cross-validated score {s:.4f}")
         if s > best[0] + 1e-9:
-            best = (s, (name, cfg, spec, temp, table, data, extra, sha, fkey, cv_folds, oof))
-    _, (name, cfg, spec, temp, table, data, extra, sha, fkey, cv_folds, oof) = best
+            best = (s, (name, cfg, spec, cal, table, data, extra, sha, fkey, cv_folds, oof))
+    _, (name, cfg, spec, cal, table, data, extra, sha, fkey, cv_folds, oof) = best
     choice = choose_cascade(data.take(train_idx), cv_folds, oof, routes, extra, seed, log) if spec.mode != "scored" else None
+    if spec.mode == "fitted" and choice is not None and 0 < choice.share < 1:
+        cal = model_stage_calibration(spec, data.take(train_idx), cv_folds, routes, extra, seed, choice, log)
 
     def final(rows: Observed) -> FittedHead | None:
         if extra is not None:
             rows = Observed.join(rows, extra)
         if spec.mode == "scored":
             return None
-        h = fit(spec, rows, routes, model_sha256=sha, feature_key=fkey, seed=seed, temperature=temp)
+        h = fit(spec, rows, routes, model_sha256=sha, feature_key=fkey, seed=seed, calibration=cal)
         if choice is not None:
             h = replace(h, cheap=cascade.fit_stage(rows.feats[TEXT], rows.y, routes, choice, seed))
         return replace(h, info={**h.info, "spec": spec.label, "cv_score": round(best[0], 4),
-                                "seed": seed, "refit_all": refit_all, "by_source": by_source})
+                                "seed": seed, "refit_all": refit_all, "by_source": grouping == "source",
+                                "grouping": grouping, "alpha": cal.alpha})
 
     head = final(data.take(train_idx))
     test = data.take(test_idx)  # before/after: always with a head that never saw these rows
@@ -389,11 +500,30 @@ def tune(
     new_p, _ = predict(spec, head, test.feats)
     before = ev.metrics(test.y, base_p.argmax(1), base_p.max(1), routes)
     after = held_out_cascade(test, new_p, head, routes, spec)
+    old = current_head(cfg, sha, fkey, log)
+    grouped_cv = {"new": shift.grouped_metrics(data.y[train_idx], oof, routes)}
+    current = None
+    if old is not None:
+        cv_rows = np.unique(np.concatenate([te for _, te in cv_folds]))
+        grouped_cv["current"] = _rounded(head_metrics(old, cfg.router.mode, data.take(train_idx[cv_rows]), routes))
+        current = held_out_cascade(test, old.proba(test.feats, cfg.router.mode)[0], old, routes, spec)
+    worse = (compare_with_current(grouped_cv["new"], grouped_cv.get("current"), f"CV grouped by {grouping}")
+             + compare_with_current(after, current, "held-out split"))
+    for w in worse:
+        log(f"warning: {w}")
+    warnings += worse
     if refit_all:
         head = final(data)
+    if head is not None:
+        head = replace(head, info={**head.info, "grouped_cv": grouped_cv["new"]})
     mode = {"scored": "scored", "calibrated": "scored"}.get(spec.mode, spec.mode)
     tuned = cfg.with_router(mode=mode)
-    return TuneResult(spec, tuned, head, table, before, after, warnings, name)
+    return TuneResult(spec, tuned, head, table, before, after, warnings, name, current, grouped_cv, grouping)
+
+
+def _rounded(m: dict[str, Any]) -> dict[str, float]:
+    return {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),
+            "ece": round(m["ece"], 4), "n": int(m["n"])}
 
 
 def write(result: TuneResult, out: str | Path) -> list[Path]:

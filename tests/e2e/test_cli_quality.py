@@ -115,3 +115,70 @@ def test_eval_refuses_unknown_labels(files, tmp_path):
     res = CliRunner().invoke(app, ["eval", str(bad), "-c", str(table), "-q"])
     assert res.exit_code != 0
     assert "poetry" in str(res.exception) + res.output
+
+
+OUTCOME_TABLE = """
+[router]
+default_route = "big"
+
+[targets.small]
+provider = "local"
+model = "smollm2-135m"
+input_price = 0.1
+output_price = 0.1
+
+[targets.large]
+provider = "local"
+model = "smollm2-135m"
+input_price = 1.0
+output_price = 1.0
+
+[[routes]]
+name = "cheap"
+description = "Simple requests."
+targets = ["small"]
+
+[[routes]]
+name = "big"
+description = "Demanding requests."
+targets = ["large", "small"]
+"""
+
+
+@pytest.fixture
+def outcome_files(tmp_path):
+    table = tmp_path / "outcomes.toml"
+    table.write_text(OUTCOME_TABLE)
+    data = tmp_path / "outcomes.jsonl"
+    lines = []
+    for i, (text, label) in enumerate(ROWS * 2):  # the small target fails code; both do the rest
+        small = 0.0 if label == "code" else 1.0
+        lines.append({"prompt": text if i < len(ROWS) else text + " Please.", "source": f"s{i % 3}",
+                      "outcomes": {"small": {"score": small, "cost_usd": 1e-5},
+                                   "large": {"score": 1.0, "cost_usd": 1e-4}}})
+    data.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return table, data
+
+
+def test_tune_outcomes_writes_a_router_that_never_loses_to_the_best_single_target(outcome_files, tmp_path):
+    table, data = outcome_files
+    out = tmp_path / "tuned.toml"
+    res = CliRunner().invoke(app, ["tune-outcomes", str(data), "-c", str(table), "--out", str(out), "-q", "--folds", "3"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(json.dumps(FittedHead.load(out.with_suffix(".head.npz")).info))
+    gap = rep["cv"]["chosen_vs_best_single"]
+    assert gap["gain"] >= -gap["se"] - 1e-12
+    assert rep["cv"]["best_single"]["target"] == "large"
+    res = CliRunner().invoke(app, ["route", "--json", "--no-cache", "-c", str(out), "hello there"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["route"] in ("cheap", "big")
+
+
+def test_eval_on_outcome_records_draws_the_curve(outcome_files, tmp_path):
+    table, data = outcome_files
+    out = tmp_path / "report"
+    res = CliRunner().invoke(app, ["eval", str(data), "-c", str(table), "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert {"router", "oracle", "random", "cheapest", "best_single"} <= set(rep["summary"]["area"])
+    assert (out / "curve.png").stat().st_size > 0 and "APGR" in res.output
