@@ -79,7 +79,7 @@ class Dashboard:
 
     def report_file(self, folder: str, name: str) -> Path:
         """A file of a report folder: only a plain name with a report suffix, inside that folder."""
-        if not folder.isdigit() or int(folder) >= len(self.report_dirs):
+        if not (folder.isascii() and folder.isdigit()) or int(folder) >= len(self.report_dirs):
             raise HTTPError(404, f"no report folder {folder[:20]!r}", code="not_found")
         base = self.report_dirs[int(folder)]
         path = base / name
@@ -163,8 +163,8 @@ async def report_file(request: HTTPRequest) -> Response:
 
 ROUTES = [
     Route("/dashboard", page, methods=["GET"]),
-    Route("/dashboard/{name}", asset, methods=["GET"]),
+    Route("/dashboard/{name:path}", asset, methods=["GET"]),  # :path: a slash gets a 404, not a redirect
     Route("/v1/stats", stats, methods=["GET"]),
     Route("/v1/reports", reports, methods=["GET"]),
-    Route("/v1/reports/{folder}/{name}", report_file, methods=["GET"]),
+    Route("/v1/reports/{folder}/{name:path}", report_file, methods=["GET"]),
 ]

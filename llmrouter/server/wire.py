@@ -108,7 +108,7 @@ def http_error(exc: Exception) -> HTTPError:
 async def read_body(request: HTTPRequest, max_body_bytes: int) -> ChatBody:
     """The request's chat body, checked: size, UTF-8, JSON, refused keys, valid Unicode, types."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body_bytes:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > max_body_bytes:
         raise HTTPError(413, f"request body is larger than {max_body_bytes} bytes", code="body_too_large")
     raw = bytearray()
     async for part in request.stream():

@@ -86,6 +86,9 @@ def test_windows_and_bad_input(served, emu):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_window"
     assert served.get("/dashboard/../app.py").status_code == 404
     assert served.get("/dashboard/nope.js").status_code == 404
+    assert served.get("/v1/reports/0/0%2F").status_code == 404  # a name with a slash: 404, not a redirect
+    assert served.get("/dashboard/dashboard.js/").status_code == 404
+    assert served.get("/v1/reports/%C2%B9/x.md").status_code == 404  # '¹' is a digit to str.isdigit, not to int()
     page = served.get("/dashboard")
     assert page.status_code == 200 and "dashboard.js" in page.text and "http" not in page.text.replace(
         "http-equiv", "")  # no CDN: nothing is loaded from another origin
