@@ -24,7 +24,7 @@ from llmrouter.head import FittedHead
 from llmrouter.head.members import Dense, design, layers_of
 from llmrouter.quality import evaluate as ev
 from llmrouter.quality import outcomes as oc
-from llmrouter.quality.tune import Progress, observe
+from llmrouter.quality.tune import Progress, observe, write_table
 from llmrouter.router import Router
 
 UTILITY_TEMPERATURE = 0.05  # utilities differ by hundredths of a score: sharpen them
@@ -132,17 +132,7 @@ def utility_head(config: Config, model: oc.ScoreModel, curve: oc.Curve, targets:
 
 def write(result: OutcomeResult, out: str | Path) -> list[Path]:
     """The table (mode fitted) and its utility head beside it."""
-    out = Path(out)
-    files = []
-    cfg = result.config
-    if result.head is not None:
-        head_path = out.with_suffix(".head.npz")
-        result.head.save(head_path)
-        cfg = cfg.with_router(head=head_path.name)
-        files.append(head_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(cfg.to_toml(), "utf-8")
-    return [out] + files
+    return write_table(result.config, result.head, out)
 
 
 def report(result: OutcomeResult, out_dir: str | Path, title: str) -> list[Path]:

@@ -528,12 +528,16 @@ def _rounded(m: dict[str, Any]) -> dict[str, float]:
 
 def write(result: TuneResult, out: str | Path) -> list[Path]:
     """Write the tuned table (TOML) and its head (.npz beside it)."""
+    return write_table(result.config, result.head, out)
+
+
+def write_table(cfg: Config, head: FittedHead | None, out: str | Path) -> list[Path]:
+    """The table at `out` and, when there is one, its head beside it (`<out>.head.npz`)."""
     out = Path(out)
     files = []
-    cfg = result.config
-    if result.head is not None:
+    if head is not None:
         head_path = out.with_suffix(".head.npz")
-        result.head.save(head_path)
+        head.save(head_path)
         cfg = cfg.with_router(head=head_path.name)
         files.append(head_path)
     out.parent.mkdir(parents=True, exist_ok=True)
