@@ -15,7 +15,7 @@ import pytest
 
 from llmrouter.testing import Emulator, FakeRouter, fleet
 
-__all__ = ["emulator_server", "emu", "fake_router", "serve", "FakeRouter", "fleet"]  # conftest.py re-exports
+__all__ = ["emulator_server", "emu", "fake_router", "serve", "FakeRouter", "fleet", "wait_healthy"]  # conftest.py re-exports
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +71,18 @@ def running(app: Any) -> Iterator[str]:
 def serve() -> Any:
     """serve(app) -> a context manager yielding the running app's base URL."""
     return running
+
+
+def wait_healthy(proc: Any, url: str, limit_s: float = 60) -> None:
+    """Wait until the `llmrouter serve` process `proc` answers {url}/healthz; its stderr if it dies."""
+    import httpx
+
+    t0 = time.monotonic()
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            assert time.monotonic() - t0 < limit_s, f"llmrouter serve did not come up within {limit_s:g} s"
+            time.sleep(0.1)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import tomli_w
-from fixtures_providers import free_port
+from fixtures_providers import free_port, wait_healthy
 from typer.testing import CliRunner
 
 from llmrouter.cli import app
@@ -61,15 +60,7 @@ def test_two_workers_spend_one_key_budget(emu, redis_server, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url, codes = f"http://127.0.0.1:{port}", []
     try:
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() - t0 < 60, "llmrouter serve --workers 2 did not come up"
-                time.sleep(0.2)
+        wait_healthy(proc, url)
         for _ in range(8):  # a new connection each: the kernel spreads them over the workers
             r = httpx.post(f"{url}/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {secret}"},
                            json={"model": "router", "messages": [{"role": "user", "content": "hello"}]})

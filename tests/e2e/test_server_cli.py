@@ -9,12 +9,11 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from fixtures_providers import free_port
+from fixtures_providers import free_port, wait_healthy
 from typer.testing import CliRunner
 
 from llmrouter.cli import app
@@ -81,15 +80,8 @@ def serving(emu: Emulator, tmp_path: Path, env: dict[str, str]) -> Iterator[tupl
                             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     logged: dict[str, str] = {}
     try:
-        url, t0 = f"http://127.0.0.1:{port}", time.monotonic()
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() - t0 < 30, "llmrouter serve did not come up"
-                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, url, limit_s=30)
         yield url, logged
     finally:
         proc.terminate()
