@@ -33,33 +33,35 @@ from llmrouter.config import Config  # noqa: E402
 from llmrouter.head import FittedHead  # noqa: E402
 from llmrouter.quality import cascade, shift  # noqa: E402
 from llmrouter.quality import evaluate as ev  # noqa: E402
+from llmrouter.quality import observed as obs  # noqa: E402
+from llmrouter.quality import specs as tuning_specs  # noqa: E402
 from llmrouter.quality import tune as tn  # noqa: E402
 from llmrouter.router import Router  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
 
 
-def observed(cfg: Config, records: list[ev.Record]) -> tuple[tn.Observed, str, str]:
+def observed(cfg: Config, records: list[ev.Record]) -> tuple[obs.Observed, str, str]:
     router = Router(cfg.with_router(cache=False, mode="scored", head=""))
-    feats, ms = tn.observe(router.decider, [r.text for r in records])
+    feats, ms = obs.observe(router.decider, [r.text for r in records])
     sha, key = router.decider.model_id, router.decider.feature_key
     router.close()
     routes = cfg.table.names
-    return tn.Observed(feats, np.array([routes.index(r.label) for r in records]), ms), sha, key
+    return obs.Observed(feats, np.array([routes.index(r.label) for r in records]), ms), sha, key
 
 
-def with_cascade(head: FittedHead, rows: tn.Observed, routes, mode: str = "fitted") -> dict:
+def with_cascade(head: FittedHead, rows: obs.Observed, routes, mode: str = "fitted") -> dict:
     p, _ = head.proba(rows.feats, mode)
-    m = tn.held_out_cascade(rows, p, head, routes, tn.Spec(mode))
+    m = tn.held_out_cascade(rows, p, head, routes, tuning_specs.Spec(mode))
     return {k: round(m[k], 4) if isinstance(m[k], float) else m[k] for k in ("accuracy", "macro_f1", "ece", "n")} | (
         {"cheap_share": round(m["stages"]["share"], 4)} if "stages" in m else {})
 
 
-def head_alone(head: FittedHead, rows: tn.Observed, routes) -> dict:
+def head_alone(head: FittedHead, rows: obs.Observed, routes) -> dict:
     return tn._rounded(tn.head_metrics(head, "fitted", rows, routes))
 
 
-def refit(spec: tn.Spec, train: tn.Observed, extra: tn.Observed, folds, routes, sha, key, ood: bool, seed=0):
+def refit(spec: tuning_specs.Spec, train: obs.Observed, extra: obs.Observed, folds, routes, sha, key, ood: bool, seed=0):
     """The shipped head's spec on `train` + `extra`, calibrated on `folds`, with its cascade."""
     cal, logits, ratio, used = tn.calibrate(spec, train, folds, routes, extra, seed)
     if not ood:
@@ -68,7 +70,7 @@ def refit(spec: tn.Spec, train: tn.Observed, extra: tn.Observed, folds, routes, 
     choice = tn.choose_cascade(train, folds, p, routes, extra, seed, print)
     if ood and choice is not None and 0 < choice.share < 1:  # as tune does: the model stage's own rows
         cal = tn.model_stage_calibration(spec, train, folds, routes, extra, seed, choice, print)
-    rows = tn.Observed.join(train, extra)
+    rows = obs.Observed.join(train, extra)
     head = tn.fit(spec, rows, routes, model_sha256=sha, feature_key=key, seed=seed, calibration=cal)
     if choice is not None:
         head = replace(head, cheap=cascade.fit_stage(rows.feats["text"], rows.y, routes, choice, seed))
@@ -99,9 +101,9 @@ def main() -> None:
     cfg = Config.load()
     routes = cfg.table.names
     shipped = FittedHead.load(cfg.router.head_path(cfg.path))
-    spec = tn.Spec("fitted", ("mean@16", "last@16"), 0.02, extra=(("mean@24", "last@24"),), chars_C=tn.CHARS_C)
-    pkg = ev.load_records(tn.PACKAGE_EXAMPLES)
-    ex_t, ex_l = tn.extra_examples(cfg)
+    spec = tuning_specs.Spec("fitted", ("mean@16", "last@16"), 0.02, extra=(("mean@24", "last@24"),), chars_C=tuning_specs.CHARS_C)
+    pkg = ev.load_records(obs.PACKAGE_EXAMPLES)
+    ex_t, ex_l = obs.extra_examples(cfg)
     seen = {r.text for r in pkg}
     table_rows = [ev.Record(t, lab) for t, lab in zip(ex_t, ex_l) if t not in seen]
     examples, sha, key = observed(cfg, pkg)
@@ -132,7 +134,7 @@ def main() -> None:
         res["dev_whole_file"][f"refit, {name}: head alone"] = head_alone(head, dev, routes)
         res["examples_cv"][name] = grouped
         print(name, res["dev_whole_file"], flush=True)
-    res["source_cv_dev"] = source_cv(spec, dev, tn.Observed.join(examples, table_ex), sources, shipped, routes)
+    res["source_cv_dev"] = source_cv(spec, dev, obs.Observed.join(examples, table_ex), sources, shipped, routes)
     print(json.dumps(res["source_cv_dev"], indent=1), flush=True)
     res["seconds"] = round(time.time() - t0)
     (OUT / "calibration.json").write_text(json.dumps(res, indent=1))

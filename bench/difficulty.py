@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from llmrouter.config import Config  # noqa: E402
 from llmrouter.quality import evaluate as ev  # noqa: E402
 from llmrouter.quality import shift  # noqa: E402
+from llmrouter.quality import observed as obs  # noqa: E402
 from llmrouter.quality import tune as tn  # noqa: E402
 from llmrouter.router import Router  # noqa: E402
 
@@ -31,11 +32,11 @@ TABLE = ROOT / "examples" / "difficulty.toml"
 DATA = ROOT / "llmrouter" / "data" / "difficulty_examples.jsonl"
 
 
-def observed(cfg: Config, records: list[ev.Record]) -> tn.Observed:
+def observed(cfg: Config, records: list[ev.Record]) -> obs.Observed:
     router = Router(cfg.with_router(cache=False, mode="scored", head=""))
-    feats, ms = tn.observe(router.decider, [r.text for r in records])
+    feats, ms = obs.observe(router.decider, [r.text for r in records])
     router.close()
-    return tn.Observed(feats, np.array([cfg.table.names.index(r.label) for r in records]), ms)
+    return obs.Observed(feats, np.array([cfg.table.names.index(r.label) for r in records]), ms)
 
 
 def rates(y: np.ndarray, p_hard: np.ndarray, hard: int) -> dict:
@@ -61,7 +62,7 @@ def main() -> None:
     assert head is not None
     spec = result.spec
     data = observed(cfg, records)
-    extra = observed(cfg, [ev.Record(t, lab) for t, lab in zip(*tn.extra_examples(cfg))])
+    extra = observed(cfg, [ev.Record(t, lab) for t, lab in zip(*obs.extra_examples(cfg))])
     folds = shift.cluster_folds(data.y, data.feats[tn.cluster_block(data.feats)], 5, 0)
     res: dict = {"spec": spec.label, "examples_n": len(records), "grouped_cv": result.grouped}
     if spec.mode in ("fitted", "combined"):

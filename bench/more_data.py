@@ -26,10 +26,12 @@ from calibration import observed  # noqa: E402
 from llmrouter.config import Config  # noqa: E402
 from llmrouter.head import FittedHead  # noqa: E402
 from llmrouter.quality import evaluate as ev  # noqa: E402
+from llmrouter.quality import observed as obs  # noqa: E402
+from llmrouter.quality import specs as tuning_specs  # noqa: E402
 from llmrouter.quality import tune as tn  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
-SPEC = tn.Spec("fitted", ("mean@16", "last@16"), 0.02, extra=(("mean@24", "last@24"),), chars_C=tn.CHARS_C)
+SPEC = tuning_specs.Spec("fitted", ("mean@16", "last@16"), 0.02, extra=(("mean@24", "last@24"),), chars_C=tuning_specs.CHARS_C)
 
 
 def variants(dev_w: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
@@ -46,10 +48,10 @@ def main() -> None:
     cfg = Config.load()
     routes = cfg.table.names
     shipped = FittedHead.load(cfg.router.head_path(cfg.path))
-    pkg = ev.load_records(tn.PACKAGE_EXAMPLES)
-    ex_t, ex_l = tn.extra_examples(cfg)
+    pkg = ev.load_records(obs.PACKAGE_EXAMPLES)
+    ex_t, ex_l = obs.extra_examples(cfg)
     seen = {r.text for r in pkg}
-    examples = tn.Observed.join(*[observed(cfg, recs)[0] for recs in
+    examples = obs.Observed.join(*[observed(cfg, recs)[0] for recs in
                                   (pkg, [ev.Record(t, lab) for t, lab in zip(ex_t, ex_l) if t not in seen])])
     recs = ev.load_records(Path(args.eval_dir) / "task-routing-dev.jsonl")
     dev, _, _ = observed(cfg, recs)
@@ -61,9 +63,9 @@ def main() -> None:
     for tr, te in folds:
         test = dev.take(te)
         correct["shipped head (package examples only)"] += list(shipped.proba(test.feats, "fitted")[0].argmax(1) == test.y)
-        for name, (w, ex_w) in variants(tn.source_weights(sources[tr])).items():
-            train = tn.Observed.join(tn.Observed(dev.take(tr).feats, dev.y[tr], w=w),
-                                     tn.Observed(examples.feats, examples.y, w=np.full(len(examples.y), ex_w)))
+        for name, (w, ex_w) in variants(obs.source_weights(sources[tr])).items():
+            train = obs.Observed.join(obs.Observed(dev.take(tr).feats, dev.y[tr], w=w),
+                                     obs.Observed(examples.feats, examples.y, w=np.full(len(examples.y), ex_w)))
             head = tn.fit(SPEC, train, routes)
             correct.setdefault(name, []).extend(head.proba(test.feats, "fitted")[0].argmax(1) == test.y)
         print({k: round(float(np.mean(v)), 4) for k, v in correct.items()}, flush=True)

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmrouter.quality import evaluate as ev  # noqa: E402
+from llmrouter.quality import observed as obs  # noqa: E402
+from llmrouter.quality import specs as tuning_specs  # noqa: E402
 from llmrouter.quality import tune as tn  # noqa: E402
 from llmrouter.quality import shift  # noqa: E402
 from llmrouter.config import Config  # noqa: E402
@@ -38,15 +40,15 @@ OUT = ROOT / "bench" / "results"
 CACHE = Path("/tmp/llmrouter-bench/features")
 
 
-def observe_file(config: Config, records: list[ev.Record]) -> tuple[tn.Observed, np.ndarray, str, str]:
+def observe_file(config: Config, records: list[ev.Record]) -> tuple[obs.Observed, np.ndarray, str, str]:
     from llmrouter.router import Router
 
     router = Router(config.with_router(cache=False, mode="scored", head=""))
     d = router.decider
     t0 = time.time()
-    feats, ms = tn.observe(d, [r.text for r in records], cache_dir=CACHE)
-    ex_t, ex_l = tn.extra_examples(config)
-    ex, _ = tn.observe(d, ex_t, cache_dir=CACHE)
+    feats, ms = obs.observe(d, [r.text for r in records], cache_dir=CACHE)
+    ex_t, ex_l = obs.extra_examples(config)
+    ex, _ = obs.observe(d, ex_t, cache_dir=CACHE)
     print(f"observed {len(records)} + {len(ex_t)} in {time.time() - t0:.0f} s", flush=True)
     sha, key = d.model_id, d.feature_key
     router.close()
@@ -54,16 +56,16 @@ def observe_file(config: Config, records: list[ev.Record]) -> tuple[tn.Observed,
     gc.collect()
     routes = config.table.names
     y = np.array([routes.index(r.label) for r in records])
-    return (tn.Observed(feats, y, ms), tn.Observed(ex, np.array([routes.index(x) for x in ex_l])), sha, key)
+    return (obs.Observed(feats, y, ms), obs.Observed(ex, np.array([routes.index(x) for x in ex_l])), sha, key)
 
 
-def cv_metrics(spec: tn.Spec, data: tn.Observed, extra: tn.Observed, folds, routes, temperature=1.0) -> dict:
+def cv_metrics(spec: tuning_specs.Spec, data: obs.Observed, extra: obs.Observed, folds, routes, temperature=1.0) -> dict:
     """Metrics of out-of-fold predictions; the head's temperature is fitted inside each fold."""
     k = len(routes)
     proba = np.full((len(data.y), k), np.nan)
     by_head = np.zeros(len(data.y), dtype=bool)
     for tr, te in folds:
-        train = tn.Observed.join(data.take(tr), extra)
+        train = obs.Observed.join(data.take(tr), extra)
         head = None
         if spec.mode != "scored":
             t = 1.0
@@ -117,7 +119,7 @@ def latency(config_path: Path, records: list[ev.Record], n: int) -> dict:
     return res
 
 
-def shipped_head(data: tn.Observed, routes) -> dict:
+def shipped_head(data: obs.Observed, routes) -> dict:
     """The packaged default table's own head (fitted only on the package's examples) on the whole
     dev file, which it never saw; computed from the same forward passes as the other modes."""
     from llmrouter.head import FittedHead
@@ -151,10 +153,10 @@ def main() -> None:
     grouped = ev.source_folds(data.y, sources, seed=args.seed)
     spec, s, temp, table, _ = tn.select(data, grouped, routes, extra, args.seed,
                                      log=lambda x: print(x, flush=True))
-    single = tn.Spec("fitted", tn.BLOCK_SETS[0], 0.03)  # final layer only: the first release's head
+    single = tuning_specs.Spec("fitted", tuning_specs.BLOCK_SETS[0], 0.03)  # final layer only: the first release's head
     fitted = spec.as_("fitted") if spec.mode != "scored" else single
     combined = spec if spec.mode == "combined" else fitted.as_("combined", 0.5)
-    specs = {"zero-shot (scored)": tn.Spec("scored"), "calibrated (scored + prior)": tn.Spec("calibrated"),
+    specs = {"zero-shot (scored)": tuning_specs.Spec("scored"), "calibrated (scored + prior)": tuning_specs.Spec("calibrated"),
              f"fitted {fitted.label}": fitted, f"combined {combined.label}": combined}
     if single != fitted:
         specs[f"ablation: one member, {single.label}"] = single
@@ -179,7 +181,7 @@ def main() -> None:
     # how much the figures hang on the dense members' C (the choice above is by grouped CV)
     results["task"]["ensemble_C"] = {}
     if fitted.extra or fitted.chars_C:
-        for c in tn.ENSEMBLE_CS:
+        for c in tuning_specs.ENSEMBLE_CS:
             sp = replace(fitted, C=c)
             accs = []
             for sd in range(4):
@@ -196,7 +198,7 @@ def main() -> None:
 
     # --- latency: a head fitted on all the dev data, used only for timing ---
     tmp = Path("/tmp/llmrouter-bench/tuned")
-    head = tn.fit(combined, tn.Observed.join(data, extra), routes, model_sha256=sha, feature_key=key,
+    head = tn.fit(combined, obs.Observed.join(data, extra), routes, model_sha256=sha, feature_key=key,
                   calibration=temp)
     head.save(tmp / "bench.head.npz")
     (tmp / "bench.toml").write_text(cfg.with_router(head=str(tmp / "bench.head.npz")).to_toml())
@@ -211,7 +213,7 @@ def main() -> None:
     dfolds = ev.stratified_folds(ddata.y, 5, args.seed)
     results["difficulty"] = {"n": len(diff),
                              "zero_shot_auc": ev.roc_auc(ddata.y == hard, softmax(ddata.feats["logp"])[:, hard])}
-    for C, sp in [(C, tn.Spec("fitted", ("mean", "last", "logp"), C)) for C in (0.01, 0.03, 0.1)] + [
+    for C, sp in [(C, tuning_specs.Spec("fitted", ("mean", "last", "logp"), C)) for C in (0.01, 0.03, 0.1)] + [
             ("0.01 " + "|".join(fitted.parts), replace(fitted, C=0.01))]:
         p, _, used = tn.cross_validate(sp, ddata, dfolds, dcfg.table.names)
         results["difficulty"][f"fitted_auc_C{C}"] = ev.roc_auc(ddata.y[used] == hard, p[used, hard])

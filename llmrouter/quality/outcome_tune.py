@@ -24,7 +24,8 @@ from llmrouter.head import FittedHead
 from llmrouter.head.members import Dense, design, layers_of
 from llmrouter.quality import evaluate as ev
 from llmrouter.quality import outcomes as oc
-from llmrouter.quality.tune import Progress, observe, write_table
+from llmrouter.quality.observed import Progress, observe
+from llmrouter.quality.tune import write_table
 from llmrouter.router import Router
 
 UTILITY_TEMPERATURE = 0.05  # utilities differ by hundredths of a score: sharpen them

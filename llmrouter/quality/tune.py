@@ -13,8 +13,6 @@ the choice favours what carries over to requests from sources never seen.
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,159 +23,15 @@ import numpy as np
 from llmrouter.config import Config
 from llmrouter.deciders.llama import LlamaDecider
 from llmrouter.errors import ConfigError, need
-from llmrouter.head import FittedHead, stack
+from llmrouter.head import FittedHead
 from llmrouter.head.calibration import softmax
 from llmrouter.head.familiarity import Familiarity
 from llmrouter.head.members import TEXT, layers_of
-from llmrouter.paths import PACKAGE_DIR, user_dir
 from llmrouter.quality import cascade, shift
 from llmrouter.quality import evaluate as ev
+from llmrouter.quality.observed import MIN_EXAMPLES, Observed, Progress, extra_examples, observe
+from llmrouter.quality.specs import EARLY_EXIT_LOSS, THRESHOLDS, Spec, candidate_specs, exits_early
 from llmrouter.router import Router
-
-BLOCK_SETS = (("mean", "last", "logp"), ("last", "logp"), ("mean", "logp"))
-CS = (0.003, 0.01, 0.03, 0.1)
-ENSEMBLE_CS = (0.01, 0.02, 0.03)  # C of the dense members when a head has several
-CHARS_C = 10.0  # C of the character n-gram member (sparse TF-IDF rows need little shrinkage)
-THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-EARLY_EXIT_LOSS = 0.01  # accuracy an early-exit head may give up for its cheaper forward pass
-MIN_EXAMPLES = 8
-PACKAGE_EXAMPLES = PACKAGE_DIR / "data" / "examples.jsonl"
-Progress = Callable[[str, int], Callable[[], None]]  # (label, total) -> advance-one callback
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One way to decide: a mode, and for a head its feature blocks, C and threshold."""
-
-    mode: str  # "scored" (raw), "calibrated", "fitted", "combined"
-    blocks: tuple[str, ...] = ()
-    C: float = 0.0
-    threshold: float = 0.0
-    extra: tuple[tuple[str, ...], ...] = ()  # more dense members (e.g. an intermediate layer's)
-    chars_C: float = 0.0  # > 0: a character n-gram member too
-
-    @property
-    def parts(self) -> list[str]:
-        """What each member of the head reads: `mean+last+logp`, ..., `chars`."""
-        return ["+".join(b) for b in (self.blocks, *self.extra)] + (["chars"] if self.chars_C else [])
-
-    @property
-    def label(self) -> str:
-        if self.mode in ("scored", "calibrated"):
-            return self.mode
-        extra = f", threshold={self.threshold}" if self.mode == "combined" else ""
-        return f"{self.mode}({' | '.join(self.parts)}, C={self.C}{extra})"
-
-    def as_(self, mode: str, threshold: float = 0.0) -> Spec:
-        """The same head in another mode."""
-        return replace(self, mode=mode, threshold=threshold)
-
-
-def candidate_specs(feats: dict[str, np.ndarray]) -> list[Spec]:
-    """What `select` tries: the model alone, calibrated, one dense head per block set and C, and
-    where intermediate layers (and the texts) were observed, heads with several members: the final
-    layer with the deepest observed one, and with all of them (a member per layer)."""
-    specs = [Spec("scored"), Spec("calibrated")] + [Spec("fitted", b, c) for b in BLOCK_SETS for c in CS]
-    base = BLOCK_SETS[0]
-    layers = layers_of(tuple(feats))
-    at = [(f"mean@{x}", f"last@{x}", "logp") for x in layers]
-    extras = ([(at[-1],)] if at else []) + ([tuple(at)] if len(at) > 1 else [])  # deepest; all observed
-    for extra in extras:
-        for c in ENSEMBLE_CS:
-            specs.append(Spec("fitted", base, c, extra=extra))
-            if TEXT in feats:
-                specs.append(Spec("fitted", base, c, extra=extra, chars_C=CHARS_C))
-    return specs + early_exit_specs(feats)
-
-
-def early_exit_specs(feats: dict[str, np.ndarray]) -> list[Spec]:
-    """Heads that read only intermediate layers (no final layer, no model scores): the decider
-    can stop the forward pass at the deepest one. One per observed layer, and all of them."""
-    layers = layers_of(tuple(feats))
-    at = [(f"mean@{x}", f"last@{x}") for x in layers]
-    sets = [(b,) for b in at] + ([tuple(at)] if len(at) > 1 else [])
-    chars = CHARS_C if TEXT in feats else 0.0
-    return [Spec("fitted", s[0], c, extra=s[1:], chars_C=chars) for s in sets for c in ENSEMBLE_CS]
-
-
-def exits_early(spec: Spec) -> bool:
-    """Whether a spec's head reads only intermediate layers (and text)."""
-    blocks = [b for bs in (spec.blocks, *spec.extra) for b in bs]
-    return spec.mode == "fitted" and bool(blocks) and all("@" in b for b in blocks)
-
-
-@dataclass
-class Observed:
-    """Features of labelled requests under one prompt variant (rows aligned with `y`)."""
-
-    feats: dict[str, np.ndarray]
-    y: np.ndarray
-    ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    w: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sample weights (empty: all 1)
-
-    def take(self, idx: np.ndarray) -> Observed:
-        return Observed({k: v[idx] for k, v in self.feats.items()}, self.y[idx],
-                        self.ms[idx] if len(self.ms) else self.ms, self.w[idx] if len(self.w) else self.w)
-
-    @property
-    def weights(self) -> np.ndarray:
-        return self.w if len(self.w) else np.ones(len(self.y))
-
-    @staticmethod
-    def join(a: Observed, b: Observed) -> Observed:
-        w = np.concatenate([a.weights, b.weights]) if len(a.w) or len(b.w) else np.zeros(0)
-        return Observed({k: np.concatenate([a.feats[k], b.feats[k]]) for k in a.feats},
-                        np.concatenate([a.y, b.y]), w=w)
-
-
-def source_weights(sources: np.ndarray) -> np.ndarray:
-    """Weights that give every source the same total (mean 1): a big source of one label
-    convention does not outvote the others, nor the package's examples."""
-    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
-    w = len(sources) / (len(names) * counts[inverse])
-    return w / w.mean()
-
-
-# --- observing ------------------------------------------------------------------------------
-def observe(decider: LlamaDecider, texts: Sequence[str], progress: Progress | None = None,
-            cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Route scores, hidden states (final and intermediate layers) and texts for each request (one
-    forward pass each; cached on disk)."""
-    layers = list(decider.observe_layers)
-    key = hashlib.sha256(json.dumps([decider.feature_key, layers, list(texts)]).encode()).hexdigest()[:24]
-    path = (cache_dir or user_dir("features")) / f"{key}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files if k != "ms"}, z["ms"]
-    step = progress("observing", len(texts)) if progress else (lambda: None)
-    obs, ms = [], []
-    for t in texts:
-        o, v = decider.observe(t)
-        obs.append(o)
-        ms.append(v.timings.total_ms)
-        step()
-    feats = stack(obs, decider.table.names)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, ms=np.asarray(ms), **feats)  # type: ignore[arg-type]  # numpy's stub: **kwds as allow_pickle
-    except OSError:
-        pass
-    return feats, np.asarray(ms)
-
-
-def extra_examples(config: Config) -> tuple[list[str], list[str]]:
-    """Training rows besides the labelled data: the table's own route examples, and the packaged
-    example set where all its labels are routes of the table."""
-    texts, labels = [], []
-    for r in config.table.routes:
-        texts += list(r.examples)
-        labels += [r.name] * len(r.examples)
-    if PACKAGE_EXAMPLES.is_file():
-        pkg = ev.load_records(PACKAGE_EXAMPLES)
-        if {p.label for p in pkg} <= set(config.table.names):
-            texts += [p.text for p in pkg]
-            labels += [p.label for p in pkg]
-    return texts, labels
 
 
 # --- fitting and predicting ------------------------------------------------------------------

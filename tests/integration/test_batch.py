@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from llmrouter.quality import observed as obs
+from llmrouter.quality import specs as tuning_specs
 from llmrouter.quality import tune as tn
 from llmrouter.router import Router
 
@@ -55,9 +57,9 @@ def test_a_batch_of_one_and_an_oversized_mix_take_the_right_paths(batching):
 
 def test_an_early_exit_head_batches_too(batching, tmp_path_factory):
     d = batching.decider
-    feats, _ = tn.observe(d, TEXTS, cache_dir=tmp_path_factory.mktemp("features"))
+    feats, _ = obs.observe(d, TEXTS, cache_dir=tmp_path_factory.mktemp("features"))
     y = __import__("numpy").arange(len(TEXTS)) % len(d.table.names)
-    head = tn.fit(tn.Spec("fitted", ("mean@16", "last@16"), 0.1), tn.Observed(feats, y), d.table.names,
+    head = tn.fit(tuning_specs.Spec("fitted", ("mean@16", "last@16"), 0.1), obs.Observed(feats, y), d.table.names,
                   model_sha256=d.model_id, feature_key=d.feature_key)
     old = d.head
     try:

@@ -16,7 +16,6 @@ from llmrouter.testing import Behavior, Emulator
 from llmrouter.testing.fakes import FixedDecider
 from llmrouter.errors import AllTargetsFailed, ProviderError, ProviderTimeout
 from llmrouter.config import FallbackPolicy
-from llmrouter.types import Request
 
 FAST = FallbackPolicy(deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.05)
 

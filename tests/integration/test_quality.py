@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from llmrouter.quality import evaluate as ev
+from llmrouter.quality import observed as obs
+from llmrouter.quality import specs as tuning_specs
 from llmrouter.quality import tune as tn
 from llmrouter.head import FittedHead
 from llmrouter.errors import ConfigError
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def few(default_config):
     """Three package examples per route (33 requests), and their observations."""
-    recs = ev.load_records(tn.PACKAGE_EXAMPLES)
+    recs = ev.load_records(obs.PACKAGE_EXAMPLES)
     by: dict[str, list[ev.Record]] = {}
     for r in recs:
         by.setdefault(r.label, []).append(r)
@@ -30,9 +32,9 @@ def few(default_config):
 @pytest.fixture(scope="module")
 def observed(model_router, few, tmp_path_factory):
     d = model_router.decider
-    feats, ms = tn.observe(d, [r.text for r in few], cache_dir=tmp_path_factory.mktemp("features"))
+    feats, ms = obs.observe(d, [r.text for r in few], cache_dir=tmp_path_factory.mktemp("features"))
     y = np.array([d.table.names.index(r.label) for r in few])
-    return tn.Observed(feats, y, ms)
+    return obs.Observed(feats, y, ms)
 
 
 def test_observation_matches_the_scored_decision(model_router):
@@ -86,9 +88,9 @@ def test_tap_is_idle_after_a_decision(model_router):
 
 
 SPECS = {
-    "fitted": tn.Spec("fitted", ("last", "logp"), 0.1),
-    "combined": tn.Spec("combined", ("last", "logp"), 0.1, threshold=0.5),
-    "ensemble": tn.Spec("fitted", ("mean", "last", "logp"), 0.1, extra=(("mean@16", "last@16", "logp"),
+    "fitted": tuning_specs.Spec("fitted", ("last", "logp"), 0.1),
+    "combined": tuning_specs.Spec("combined", ("last", "logp"), 0.1, threshold=0.5),
+    "ensemble": tuning_specs.Spec("fitted", ("mean", "last", "logp"), 0.1, extra=(("mean@16", "last@16", "logp"),
                                                                           ("mean@24", "last@24", "logp")),
                         chars_C=10.0),
 }
@@ -123,7 +125,7 @@ def test_head_modes_give_valid_decisions(model_router, observed, few, which, tmp
 
 def test_a_head_for_another_table_is_refused(model_router, observed, tmp_path, default_config):
     d = model_router.decider
-    head = tn.fit(tn.Spec("fitted", ("last",), 0.1), observed, d.table.names,
+    head = tn.fit(tuning_specs.Spec("fitted", ("last",), 0.1), observed, d.table.names,
                   model_sha256=d.model_id, feature_key=d.feature_key)
     path = head.save(tmp_path / "h.npz")
     with pytest.raises(ConfigError, match="another router prompt"):
@@ -146,7 +148,7 @@ def test_a_head_reading_a_layer_the_model_lacks_is_refused(model_router, observe
     d = model_router.decider
     feats = dict(observed.feats)
     feats["mean@99"] = feats["mean@24"]
-    head = tn.fit(tn.Spec("fitted", ("mean@99",), 0.1), tn.Observed(feats, observed.y), d.table.names,
+    head = tn.fit(tuning_specs.Spec("fitted", ("mean@99",), 0.1), obs.Observed(feats, observed.y), d.table.names,
                   model_sha256=d.model_id, feature_key=d.feature_key)
     assert head.layers == (99,)
     with pytest.raises(ConfigError, match="layer"):
@@ -155,8 +157,8 @@ def test_a_head_reading_a_layer_the_model_lacks_is_refused(model_router, observe
 
 def test_an_early_exit_head_stops_the_pass_at_its_layer_and_decides_the_same(model_router, observed, few):
     d = model_router.decider
-    spec = tn.Spec("fitted", ("mean@16", "last@16"), 0.1, chars_C=10.0)
-    assert tn.exits_early(spec)
+    spec = tuning_specs.Spec("fitted", ("mean@16", "last@16"), 0.1, chars_C=10.0)
+    assert tuning_specs.exits_early(spec)
     head = tn.fit(spec, observed, d.table.names, model_sha256=d.model_id, feature_key=d.feature_key)
     assert head.exit_layer == 16
     old_head = d.head

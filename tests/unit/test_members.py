@@ -11,7 +11,7 @@ import pytest
 from llmrouter.head.calibration import softmax
 from llmrouter.head.fitted import FittedHead
 from llmrouter.head.members import TEXT, Chars, layers_of
-from llmrouter.quality.tune import Spec, candidate_specs, exits_early
+from llmrouter.quality.specs import Spec, candidate_specs, exits_early
 
 ROUTES = ("code", "math", "chat")
 SHA, KEY = "ab" * 32, "k" * 16
