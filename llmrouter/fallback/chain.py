@@ -113,9 +113,9 @@ class FallbackChain:
         breaker.success()
         return result, name, run.attempts
 
-    def new_run(self, label: str, deadline_s: float | None = None, **flags: Any) -> Run:
+    def new_run(self, label: str, deadline_s: float | None = None) -> Run:
         start = self._clock()
-        return Run(label, start, start + (self.policy.deadline_s if deadline_s is None else deadline_s), **flags)
+        return Run(label, start, start + (self.policy.deadline_s if deadline_s is None else deadline_s))
 
     def order(self, run: Run, names: Sequence[str], has_image: bool) -> list[str]:
         """The targets to try, healthy ones first when health_ordering is on; skips are recorded."""

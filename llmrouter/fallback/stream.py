@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from llmrouter.config import Target
-from llmrouter.errors import ProviderError, ProviderTimeout, RequestError
+from llmrouter.errors import ProviderError, ProviderTimeout
 from llmrouter.fallback.attempts import safe_log
 from llmrouter.fallback.breaker import CircuitBreaker
 from llmrouter.fallback.chain import FallbackChain, Run
@@ -36,6 +36,7 @@ class ChainStream:
         self._breaker: CircuitBreaker | None = None
         self._done = False
         self._parts = Parts()
+        self._order: list[str] = []  # the targets start() chose to try, in order
         self.target: str | None = None
         self.continued_by: list[str] = []  # the targets that continued the answer after a cut
         self.attempts: list[Attempt] = self._run.attempts
@@ -46,8 +47,8 @@ class ChainStream:
         return self._parts.segments() if self.continued_by else []
 
     async def start(self) -> None:
-        order = self._chain.order(self._run, self._names, self._has_image)
-        await self._open(self._run, order, self._body)
+        self._order = self._chain.order(self._run, self._names, self._has_image)
+        await self._open(self._run, self._order, self._body)
 
     async def _open(self, run: Run, order: Sequence[str], body: dict[str, Any]) -> None:
         idle = self._chain.policy.stream_idle_timeout_s
@@ -96,13 +97,12 @@ class ChainStream:
         now = self._chain._clock()  # like the start, the continuation has the deadline to reach content
         run = replace(self._run, claimed=set(), continuing=True, start=now,
                       deadline=now + self._run.deadline - self._run.start)
+        order = [n for n in self._order if n not in failed and self._able(run, n)]  # skips recorded at start
+        if not order:
+            return False
         try:
-            order = [n for n in self._chain.order(run, [n for n in self._names if n not in failed], self._has_image)
-                     if self._able(run, n)]
-            if not order:
-                return False
             await self._open(run, order, with_prefill(self._body, sent))
-        except (ProviderError, RequestError):  # nobody could continue: the original failure stands
+        except ProviderError:  # nobody could continue: the original failure stands
             return False
         self.continued_by.append(self.target or "")
         return True
