@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from llmrouter_bench.load import _cpu, free_port, pct, wait_up
+
+from llmrouter_bench import measure
+from llmrouter_bench.load import _cpu, free_port, wait_up
 
 TEXT = " ".join(f"w{i}" for i in range(60))
 DEADLINE_S = 10.0
@@ -134,10 +136,10 @@ def _sweep(url: str, continue_streams: bool, repeats: int, progress: Any) -> lis
         for i, name in enumerate([*FAULTS, REJECTS]):
             for kind in (FAULTS[name][1] if name in FAULTS else STREAM):
                 ends = [ask(client, url, f"r{i}", kind == "stream") for _ in range(repeats)]
-                times = [e["s"] for e in ends]
+                times = [e["s"] * 1000 for e in ends]
                 rows.append({"fault": name, "kind": kind, "continuation": continue_streams,
                              **{k: sum(e["end"] == k for e in ends) for k in ("complete", "error", "truncated")},
-                             "p50_ms": pct(times, 0.5), "max_ms": round(max(times) * 1000, 1),
+                             "p50_ms": round(measure.pct(times, 50), 1), "max_ms": round(max(times), 1),
                              "answered_by": dict(Counter(e["by"] for e in ends if e["end"] == "complete")),
                              "errors": dict(Counter(e.get("why", "") for e in ends if e["end"] == "error"))})
                 if progress:
