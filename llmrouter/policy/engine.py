@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from llmrouter.policy.limits import RateWindow, SpendLedger, caller_key, key_lab
 from llmrouter.policy.rules import RuleSet
 from llmrouter.policy.sessions import SessionRoutes
 from llmrouter.policy.tiers import Ladder
+from llmrouter.state.link import Read, read_all
 from llmrouter.types import Decision, Request
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class RoutingPolicy:
         self.ledger: SpendLedger | SharedLedger = SpendLedger(p.budgets.window_s, clock)
         self.sessions: SessionRoutes | SharedSessions | None = (
             SessionRoutes(p.stickiness.ttl_s, p.stickiness.max_sessions, clock) if p.stickiness.enabled else None)
+        self.state = state
         if state is not None:
             self._share(state, table_scope(config))
         self.alerter = Alerter(p.alerts, clock)
@@ -75,6 +78,9 @@ class RoutingPolicy:
         if self.sessions is not None:
             self.sessions = state.sessions(table, p.stickiness.ttl_s, p.stickiness.max_sessions)
 
+    def _batched(self) -> AbstractContextManager[None]:
+        return self.state.link.batch() if self.state is not None else nullcontext()
+
     # --- before the model ------------------------------------------------------------------
     def before(self, request: Request) -> PreDecision | None:
         out = self.rules.evaluate(request)
@@ -85,7 +91,8 @@ class RoutingPolicy:
             above = self.ladder.at_or_above(floor, allowed)
             if above:
                 allowed, notes = above, notes + (f"floor:{surface_name}",)
-        over = self._over_budget(request)
+        session = str(request.metadata.get("session") or "")
+        over, sticky = self._read(request, session if out.route is None else "")
         capped = over is not None
         if over is not None:
             allowed, notes = self._on_spend_cap(over, request, allowed, floor), notes + ("cap:spend",)
@@ -94,9 +101,8 @@ class RoutingPolicy:
             # a floor raises a rule's route afterwards; only a spend cap overrules a rule
             return PreDecision(decision=Decision(route=out.route, source="rule", reason=f"rule {out.rule}",
                                                  rule=out.rule, policy=notes))
-        session = request.metadata.get("session")
         if self.sessions is not None and session:
-            route = self.sessions.get(str(session))
+            route = sticky if out.route is None else self.sessions.get(session)
             if route in self.config.table.names and (allowed is None or route in allowed):
                 return PreDecision(decision=Decision(route=route, source="rule", reason="session stickiness",
                                                      rule="sticky", policy=notes + ("sticky",)))
@@ -108,14 +114,26 @@ class RoutingPolicy:
             while len(self._pending) > _MAX_PENDING:  # `after` never came (a caller's own error)
                 self._pending.popitem(last=False)
 
-    def _over_budget(self, request: Request) -> tuple[str, float, float] | None:
+    def _caps(self, request: Request) -> list[tuple[str, str, float]]:
+        """(scope, ledger name, cap) of each spend cap the request's caller is under."""
         b = self.settings.budgets
         key, tier = caller_key(request.metadata), str(request.metadata.get("tier") or "")
-        if key and b.per_key is not None and self.ledger.spent(key) >= b.per_key:
-            return ("key", b.per_key, self.ledger.retry_after(key))
-        if tier and tier in b.per_tier and self.ledger.spent("tier:" + tier) >= b.per_tier[tier]:
-            return ("tier", b.per_tier[tier], self.ledger.retry_after("tier:" + tier))
-        return None
+        caps: list[tuple[str, str, float]] = []
+        if key and b.per_key is not None:
+            caps.append(("key", key, b.per_key))
+        if tier and tier in b.per_tier:
+            caps.append(("tier", "tier:" + tier, b.per_tier[tier]))
+        return caps
+
+    def _read(self, request: Request, session: str) -> tuple[tuple[str, float, float] | None, str | None]:
+        """The first spend cap the caller is over (scope, cap, seconds until it may spend again),
+        and the session's route: one round trip to shared state for both."""
+        caps = self._caps(request)
+        spent = self.ledger.usage_read([name for _, name, _ in caps]) if caps else Read.known([])
+        route = self.sessions.get_read(session) if self.sessions is not None and session else Read.known(None)
+        usage, sticky = read_all(self.state.link if self.state is not None else None, [spent, route])
+        over = next(((scope, cap, retry) for (scope, _, cap), (used, retry) in zip(caps, usage) if used >= cap), None)
+        return over, sticky
 
     def _on_spend_cap(self, over: tuple[str, float, float], request: Request, allowed: tuple[str, ...] | None,
                       floor: int) -> tuple[str, ...]:
@@ -206,12 +224,13 @@ class RoutingPolicy:
     def _finish(self, request: Request, decision: Decision, route: str, steps: list[str], reasons: list[str],
                 up: bool) -> Decision:
         surface = str(request.metadata.get("surface") or "")
-        if self.ladder.tiered:
-            self.window.record(surface, up)
+        with self._batched():  # the window's count and the session: one round trip to shared state
+            if self.ladder.tiered:
+                self.window.record(surface, up)
+            session = request.metadata.get("session")
+            if self.sessions is not None and session:
+                self.sessions.set(str(session), route)
         self.alerter.observe(route, up, surface)
-        session = request.metadata.get("session")
-        if self.sessions is not None and session:
-            self.sessions.set(str(session), route)
         if route == decision.route and tuple(steps) == decision.policy:
             return decision
         update: dict[str, Any] = {"route": route, "policy": tuple(steps)}

@@ -12,7 +12,9 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from llmrouter.state.link import Read
 
 Clock = Callable[[], float]
 
@@ -109,6 +111,13 @@ class SpendLedger:
         with self.lock:
             q = self._spends.get(key)
             return max(0.0, q[0][0] + self.window_s - self.clock()) if q else 0.0
+
+    def usage(self, keys: Sequence[str]) -> list[tuple[float, float]]:
+        """(spent, seconds until its oldest spend leaves the window) of each key."""
+        return [(self.spent(k), self.retry_after(k)) for k in keys]
+
+    def usage_read(self, keys: Sequence[str]) -> Read[list[tuple[float, float]]]:
+        return Read.known(self.usage(keys))
 
 
 def caller_key(metadata: dict[str, object]) -> str:

@@ -8,6 +8,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from llmrouter.state.link import Read
+
 
 class SessionRoutes:
     """session id -> route, each entry living `ttl_s` after its last use; at most `max_sessions`."""
@@ -16,6 +18,9 @@ class SessionRoutes:
         self.ttl_s, self.max_sessions, self.clock = ttl_s, max_sessions, clock
         self._routes: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.lock = threading.Lock()
+
+    def get_read(self, session: str) -> Read[str | None]:
+        return Read.known(self.get(session))
 
     def get(self, session: str) -> str | None:
         with self.lock:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -218,33 +219,65 @@ class Meter:
         self.requests: RequestRate | SharedRequestRate
         self.tokens: RequestRate | SharedRequestRate
         self.spend: Spend | SharedSpend
+        self.state = state
         if state is None:
             self.requests, self.tokens, self.spend = RequestRate(), RequestRate(), Spend(keys.path)
         else:
-            self.requests, self.tokens = state.request_rate("rpm"), state.request_rate("tpm")
-            self.spend = state.key_spend()
+            spend, tokens, requests = state.key_spend(), state.request_rate("tpm"), state.request_rate("rpm")
+            self.requests, self.tokens, self.spend = requests, tokens, spend
+            self._shared = (state, spend, tokens, requests)
 
     def admit(self, record: KeyRecord) -> None:
-        """Raise 429 when the key is past its request or token rate, or its budget."""
-        from llmrouter.server.wire import HTTPError
-
-        def too_many(what: str, wait: float) -> HTTPError:
-            return HTTPError(429, f"this key's limit of {what} per minute is reached", kind="rate_limit_error",
-                             code="rate_limit_exceeded", headers={"retry-after": str(max(1, math.ceil(wait)))})
-
+        """Raise 429 when the key is past its budget, or its token or request rate; counts the request."""
+        if self.state is not None:
+            return self._admit_shared(record, *self._shared)
         if record.budget_usd and self.spend.spent_usd(record.id) >= record.budget_usd:
-            raise HTTPError(429, f"this key's budget of ${record.budget_usd:g} is spent", kind="insufficient_quota",
-                            code="insufficient_quota")
+            raise _budget_spent(record)
         wait = self.tokens.admit(record.id, record.tpm, weight=0)
         if wait is not None:
-            raise too_many(f"{record.tpm} tokens", wait)
+            raise _too_many(f"{record.tpm} tokens", wait)
         wait = self.requests.admit(record.id, record.rpm)
         if wait is not None:
-            raise too_many(f"{record.rpm} requests", wait)
+            raise _too_many(f"{record.rpm} requests", wait)
+
+    @staticmethod
+    def _admit_shared(record: KeyRecord, state: SharedState, spend: SharedSpend, tokens: SharedRequestRate,
+                      requests: SharedRequestRate) -> None:
+        """The same checks in one round trip: the request is counted with them, and given back
+        when the budget or the token rate refuses it."""
+        from llmrouter.state.link import Read, read_all
+
+        spent, tokens_wait, requests_wait = read_all(state.link, [
+            spend.spent_read(record.id) if record.budget_usd else Read.known(0.0),
+            tokens.admit_read(record.id, record.tpm, weight=0),
+            requests.admit_read(record.id, record.rpm)])
+        refusal = (_budget_spent(record) if record.budget_usd and spent >= record.budget_usd else
+                   _too_many(f"{record.tpm} tokens", tokens_wait) if tokens_wait is not None else None)
+        if refusal is not None:
+            if requests_wait is None and record.rpm > 0:
+                requests.give_back(record.id, 1)
+            raise refusal
+        if requests_wait is not None:
+            raise _too_many(f"{record.rpm} requests", requests_wait)
 
     def settle(self, record: KeyRecord, tokens: int, usd: float) -> None:
-        self.tokens.add(record.id, tokens)
-        self.spend.charge(record.id, usd)
+        with self.state.link.batch() if self.state is not None else nullcontext():  # one round trip
+            self.tokens.add(record.id, tokens)
+            self.spend.charge(record.id, usd)
+
+
+def _too_many(what: str, wait: float) -> Exception:
+    from llmrouter.server.wire import HTTPError
+
+    return HTTPError(429, f"this key's limit of {what} per minute is reached", kind="rate_limit_error",
+                     code="rate_limit_exceeded", headers={"retry-after": str(max(1, math.ceil(wait)))})
+
+
+def _budget_spent(record: KeyRecord) -> Exception:
+    from llmrouter.server.wire import HTTPError
+
+    return HTTPError(429, f"this key's budget of ${record.budget_usd:g} is spent", kind="insufficient_quota",
+                     code="insufficient_quota")
 
 
 def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]) -> KeyRecord:

@@ -3,6 +3,9 @@ ones they replace (policy/limits.py RateWindow and SpendLedger, server/auth.py R
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from llmrouter.state.link import Read
 from llmrouter.state.windows import SharedWindow, hashed
 
 
@@ -54,6 +57,14 @@ class SharedLedger:
         ((_, oldest),) = self.w.sums([hashed(key)])
         return self.w.wait(oldest)
 
+    def usage(self, keys: Sequence[str]) -> list[tuple[float, float]]:
+        """(spent, seconds until its oldest spend leaves the window) of each key, in one round trip."""
+        return self.w.link.read(self.usage_read(keys))
+
+    def usage_read(self, keys: Sequence[str]) -> Read[list[tuple[float, float]]]:
+        return self.w.sums_read([hashed(k) for k in keys]).then(
+            lambda sums: [(max(0.0, usd), self.w.wait(oldest)) for usd, oldest in sums])
+
 
 class SharedRequestRate:
     """Requests or tokens per key in the last minute (as RequestRate): admitted atomically."""
@@ -62,14 +73,22 @@ class SharedRequestRate:
         self.w = window
 
     def admit(self, key_id: str, per_window: int, weight: int = 1) -> float | None:
+        """None when `weight` more fits `per_window` (and is counted), else seconds until it would."""
+        return self.w.link.read(self.admit_read(key_id, per_window, weight))
+
+    def admit_read(self, key_id: str, per_window: int, weight: int = 1) -> Read[float | None]:
         """A weight of 0 only asks whether the window is full: a read reused for read_ttl_s
         (tokens are counted after the answer anyway); else checked and counted in one Lua call."""
         if per_window <= 0:
-            return None
+            return Read.known(None)
         if weight == 0:
-            ((used, oldest),) = self.w.sums([key_id])
-            return None if used < per_window else max(0.001, self.w.wait(oldest))
-        return self.w.admit(key_id, per_window, weight)
+            return self.w.sums_read([key_id]).then(
+                lambda sums: None if sums[0][0] < per_window else max(0.001, self.w.wait(sums[0][1])))
+        return self.w.admit_read(key_id, per_window, weight)
+
+    def give_back(self, key_id: str, weight: int) -> None:
+        """Uncount what `admit` counted for a request refused for another reason."""
+        self.w.add({key_id: -float(weight)})
 
     def add(self, key_id: str, weight: int) -> None:
         if weight:

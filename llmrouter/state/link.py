@@ -3,6 +3,11 @@
 every call returns its local default at once; on the way back the rejoin hooks run (pending
 counters are flushed) and one info line says so.
 
+Round trips are what the shared state costs a request, so they are pooled: writes whose answer
+the request does not wait for (`later`) join the batch open in this context, if any (`with
+link.batch():` sends them together, pipelined, when it closes), and reads a step needs at once go
+together through `read(*reads)`. A request costs six round trips (tests/integration/test_state_round_trips.py).
+
 Why the synchronous client: the policy, the key meter and the breakers are synchronous and run on
 the event loop inside a request; a loopback call costs ~0.1 ms, and the socket timeout bounds the
 worst case, after which the process stops asking until the next probe. An asyncio client would
@@ -14,8 +19,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from llmrouter import log as logmod
 from llmrouter.config.state import StateSettings
@@ -23,6 +31,57 @@ from llmrouter.errors import ConfigError
 
 log = logmod.get_logger("llmrouter.state")
 T = TypeVar("T")
+U = TypeVar("U")
+DOWN: Any = object()  # what a Read's `finish` gets while Redis is down
+
+
+@dataclass
+class Read(Generic[T]):
+    """A value that may need Redis: `op` queues its one command (None: it is known here), and
+    `finish` turns Redis's answer (DOWN while Redis is down) into the value."""
+
+    op: Callable[[Any], Any] | None
+    finish: Callable[[Any], T]
+
+    @staticmethod
+    def known(value: U) -> Read[U]:
+        return Read(None, lambda _: value)
+
+    def then(self, convert: Callable[[T], U]) -> Read[U]:
+        return Read(self.op, lambda answer: convert(self.finish(answer)))
+
+
+def read_all(link: Link | None, reads: list[Read[Any]]) -> list[Any]:
+    """The values of `reads`, in one round trip for those that need Redis (none without a link)."""
+    needed = [r.op for r in reads if r.op is not None]
+    answers = link.call(lambda client: _pipelined(client, needed), None) if link is not None and needed else []
+    pending = iter(answers or [])
+    values = []
+    for r in reads:
+        if r.op is None:
+            values.append(r.finish(None))
+        else:
+            values.append(r.finish(DOWN if answers is None else next(pending)))
+    return values
+
+
+@dataclass
+class Write:
+    """One command for Redis (`op` queues exactly one), what to do with its answer, and what to do
+    when Redis could not take it."""
+
+    op: Callable[[Any], Any]
+    done: Callable[[Any], None] | None = None
+    failed: Callable[[], None] | None = None
+
+
+@dataclass
+class Batch:
+    link: Link
+    writes: list[Write] = field(default_factory=list)
+
+
+_open_batch: ContextVar[Batch | None] = ContextVar("llmrouter_state_batch", default=None)
 
 
 def open_client(settings: StateSettings) -> Any:
@@ -57,7 +116,20 @@ class Link:
         self.outages = 0
         self._retry_at = 0.0
         self._lock = threading.Lock()
-        self.on_rejoin: list[Callable[[Any], None]] = []
+        self.on_rejoin: list[Callable[[Any], None]] = [self._load_scripts]
+        self._scripts: dict[str, Any] = {}  # Lua text -> its registered script
+
+    def script(self, text: str) -> Any:
+        """A Lua script, loaded into Redis now (and again on rejoining), so that its first
+        EVALSHA in a pipeline finds it."""
+        if text not in self._scripts:
+            self._scripts[text] = self.client.register_script(text)
+            self.call(lambda r: r.script_load(text), None)
+        return self._scripts[text]
+
+    def _load_scripts(self, client: Any) -> None:
+        for text in self._scripts:
+            client.script_load(text)
 
     def call(self, op: Callable[[Any], T], default: T) -> T:
         if not self.up and not self._rejoin():
@@ -67,6 +139,44 @@ class Link:
         except self.errors as exc:
             self._down(exc)
             return default
+
+    def read(self, first: Read[T]) -> T:
+        """One value that may need Redis (several at once: read_all)."""
+        return read_all(self, [first])[0]
+
+    def later(self, write: Write) -> None:
+        """Send `write` with the batch open in this context, or now when there is none."""
+        batch = _open_batch.get()
+        if batch is not None and batch.link is self:
+            batch.writes.append(write)
+        else:
+            self.send([write])
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes made inside go to Redis together when it closes (an inner batch joins the outer)."""
+        outer = _open_batch.get()
+        if outer is not None and outer.link is self:
+            yield
+            return
+        batch = Batch(self)
+        token = _open_batch.set(batch)
+        try:
+            yield
+        finally:
+            _open_batch.reset(token)
+            self.send(batch.writes)
+
+    def send(self, writes: list[Write]) -> None:
+        """The writes in one round trip; each one's `done` gets its answer, or each `failed` runs."""
+        if not writes:
+            return
+        answers = self.call(lambda r: _pipelined(r, [w.op for w in writes]), None)
+        for write, answer in zip(writes, answers or [None] * len(writes)):
+            if answers is None and write.failed is not None:
+                write.failed()
+            elif answers is not None and write.done is not None:
+                write.done(answer)
 
     def check(self) -> bool:
         """Whether Redis answers now (a PING; a failure marks it down)."""
@@ -103,3 +213,21 @@ class Link:
             self.client.close()
         except self.errors:
             pass
+
+
+def _pipelined(client: Any, ops: list[Callable[[Any], Any]]) -> list[Any]:
+    """Each op's one command, in one round trip (a lone one as itself)."""
+    from redis.exceptions import NoScriptError
+
+    if len(ops) == 1:
+        return [ops[0](client)]
+    pipe = client.pipeline(transaction=False)
+    for op in ops:
+        op(pipe)
+    answers = list(pipe.execute(raise_on_error=False))
+    for i, answer in enumerate(answers):
+        if isinstance(answer, NoScriptError):  # a script Redis forgot (a restart): alone, it loads itself
+            answers[i] = ops[i](client)
+        elif isinstance(answer, Exception):
+            raise answer
+    return answers

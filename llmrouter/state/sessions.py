@@ -8,8 +8,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
-from llmrouter.state.link import Link
+from llmrouter.state.link import DOWN, Link, Read, Write
 from llmrouter.state.windows import hashed
 
 Clock = Callable[[], float]
@@ -44,17 +45,23 @@ class SharedSessions:
         return hit[0]
 
     def get(self, session: str) -> str | None:
+        return self.link.read(self.get_read(session))
+
+    def get_read(self, session: str) -> Read[str | None]:
+        """`get` as a Read, to go with others in one round trip."""
         route = self._local_get(session, fresh_only=True)
         if route is not None:
-            return route
-        shared = self.link.call(lambda r: r.get(self._key(session)), False)
-        if shared is False:  # Redis down
-            return self._local_get(session, fresh_only=False)
-        if shared is None:
-            self.forget_local(session)
-            return None
-        self._keep(session, str(shared))
-        return str(shared)
+            return Read.known(route)
+
+        def finish(shared: Any) -> str | None:
+            if shared is DOWN:
+                return self._local_get(session, fresh_only=False)
+            if shared is None:
+                self.forget_local(session)
+                return None
+            self._keep(session, str(shared))
+            return str(shared)
+        return Read(lambda r: r.get(self._key(session)), finish)
 
     def set(self, session: str, route: str) -> None:
         """Keep `session` on `route`: written to Redis unless this process wrote that same route
@@ -65,12 +72,15 @@ class SharedSessions:
         self._keep(session, route)
         if hit is not None and hit[0] == route and written is not None and self.clock() - written < self.ttl_s / 10:
             return
-        if self.link.call(lambda r: r.set(self._key(session), route, px=int(self.ttl_s * 1000)), None) is not None:
-            with self.lock:
-                self._written[session] = self.clock()
-                self._written.move_to_end(session)
-                while len(self._written) > self.max_sessions:
-                    self._written.popitem(last=False)
+        self.link.later(Write(lambda r: r.set(self._key(session), route, px=int(self.ttl_s * 1000)),
+                              done=lambda _: self._wrote(session)))
+
+    def _wrote(self, session: str) -> None:
+        with self.lock:
+            self._written[session] = self.clock()
+            self._written.move_to_end(session)
+            while len(self._written) > self.max_sessions:
+                self._written.popitem(last=False)
 
     def forget_local(self, session: str) -> None:
         with self.lock:

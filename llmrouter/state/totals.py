@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llmrouter.state.link import Link
+from llmrouter.state.link import DOWN, Link, Read, Write
 
 
 class SharedTotal:
@@ -23,23 +23,32 @@ class SharedTotal:
         link.on_rejoin.append(self._flush)
 
     def get(self, name: str) -> int:
+        return self.link.read(self.get_read(name))
+
+    def get_read(self, name: str) -> Read[int]:
+        """`get` as a Read, to go with others in one round trip."""
         known = self._known.get(name)
         if known is not None and self.clock() - known[1] < self.read_ttl_s:
-            return known[0]
-        value = self.link.call(lambda r: r.get(f"{self.prefix}:{name}"), False)
-        if value is False:  # down: the last total read plus what was added since
-            return (known[0] if known else 0) + self._pending.get(name, 0)
-        total = int(value or 0)
-        self._known[name] = (total, self.clock())
-        return total
+            return Read.known(known[0])
+
+        def finish(value: Any) -> int:
+            if value is DOWN:  # the last total read plus what was added since
+                return (known[0] if known else 0) + self._pending.get(name, 0)
+            total = int(value or 0)
+            self._known[name] = (total, self.clock())
+            return total
+        return Read(lambda r: r.get(f"{self.prefix}:{name}"), finish)
 
     def add(self, name: str, amount: int) -> None:
-        total = self.link.call(lambda r: r.incrby(f"{self.prefix}:{name}", amount), None)
-        if total is not None:
+        """INCRBY (with the link's open batch, if any); kept pending while Redis is down."""
+        def known(total: Any) -> None:
             self._known[name] = (int(total), self.clock())
-            return
-        with self._lock:
-            self._pending[name] = self._pending.get(name, 0) + amount
+
+        def pending() -> None:
+            with self._lock:
+                self._pending[name] = self._pending.get(name, 0) + amount
+
+        self.link.later(Write(lambda r: r.incrby(f"{self.prefix}:{name}", amount), done=known, failed=pending))
 
     def _flush(self, client: Any) -> None:
         """Redis is back: add what was charged meanwhile (each name once, even if a later one fails)."""
@@ -57,7 +66,10 @@ class SharedSpend:
         self.total = total
 
     def spent_usd(self, key_id: str) -> float:
-        return self.total.get(key_id) / 1e6
+        return self.total.link.read(self.spent_read(key_id))
+
+    def spent_read(self, key_id: str) -> Read[float]:
+        return self.total.get_read(key_id).then(lambda micro: micro / 1e6)
 
     def charge(self, key_id: str, usd: float) -> None:
         if usd > 0:

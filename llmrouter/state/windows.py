@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmrouter.state.link import Link
+from llmrouter.state.link import DOWN, Link, Read, Write
 
 Clock = Callable[[], float]
 
@@ -62,6 +62,17 @@ return {1, tostring(sum + weight), oldest}
 """
 
 
+def run_script(script: Any, client: Any, keys: list[str], args: list[Any]) -> Any:
+    """A registered script on a client, or queued on a pipeline as a bare EVALSHA: redis-py would
+    spend a round trip on SCRIPT EXISTS before each pipeline (the link reruns a write alone, where
+    the script loads itself, when Redis answers NOSCRIPT)."""
+    from redis.client import Pipeline
+
+    if isinstance(client, Pipeline):
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+    return script(keys=keys, args=args, client=client)
+
+
 def hashed(name: str) -> str:
     """A caller's name as a Redis key part: a short hash (user ids and emails stay out of Redis)."""
     return hashlib.sha256(name.encode()).hexdigest()[:20]
@@ -102,8 +113,7 @@ class SharedWindow:
         self.ttl_ms = int((window_s + self.width) * 1000) + 1
         self.local = Buckets(buckets)
         self._read: dict[str, tuple[float, int, float]] = {}  # series -> (sum, oldest, read at)
-        self._add = link.client.register_script(ADD_AND_SUM)
-        self._admit = link.client.register_script(ADMIT)
+        self._add, self._admit = link.script(ADD_AND_SUM), link.script(ADMIT)
 
     def _bucket(self) -> int:
         return int(self.clock() // self.width)
@@ -112,45 +122,59 @@ class SharedWindow:
         return f"{self.prefix}:{series}"
 
     def add(self, amounts: dict[str, float]) -> None:
-        """Add to each series now (one round trip for all of them)."""
+        """Add to each series now (one command for all of them; with the link's open batch, if any)."""
         bucket, now = self._bucket(), self.clock()
         for series, amount in amounts.items():
             self.local.add(series, bucket, amount)
         keys, args = [self._key(s) for s in amounts], [bucket, self.n, self.ttl_ms, *amounts.values()]
-        out = self.link.call(lambda r: self._add(keys=keys, args=args, client=r), None)
-        if out is not None:
+
+        def remember(out: Any) -> None:
             for series, (total, oldest) in zip(amounts, out):
                 self._read[series] = (float(total), int(oldest), now)
 
+        self.link.later(Write(lambda r: run_script(self._add, r, keys, args), done=remember))
+
     def sums(self, series: Sequence[str]) -> list[tuple[float, int]]:
         """(sum, oldest bucket) of each series: a read younger than read_ttl_s is reused."""
+        return self.link.read(self.sums_read(series))
+
+    def sums_read(self, series: Sequence[str]) -> Read[list[tuple[float, int]]]:
+        """`sums` as a Read, to go with others in one round trip."""
         now = self.clock()
         cached = [self._read.get(s) for s in series]
         if all(c is not None and now - c[2] < self.read_ttl_s for c in cached):
-            return [(c[0], c[1]) for c in cached if c is not None]
+            return Read.known([(c[0], c[1]) for c in cached if c is not None])
         keys, args = [self._key(s) for s in series], [self._bucket(), self.n, self.ttl_ms, *([0] * len(series))]
-        out = self.link.call(lambda r: self._add(keys=keys, args=args, client=r), None)
-        if out is None:
-            bucket = self._bucket()
-            return [self.local.sum(s, bucket) for s in series]
-        for s, (total, oldest) in zip(series, out):
-            self._read[s] = (float(total), int(oldest), now)
-        return [(float(total), int(oldest)) for total, oldest in out]
+
+        def finish(out: Any) -> list[tuple[float, int]]:
+            if out is DOWN:
+                bucket = self._bucket()
+                return [self.local.sum(s, bucket) for s in series]
+            for s, (total, oldest) in zip(series, out):
+                self._read[s] = (float(total), int(oldest), now)
+            return [(float(total), int(oldest)) for total, oldest in out]
+        return Read(lambda r: run_script(self._add, r, keys, args), finish)
 
     def admit(self, series: str, limit: float, weight: float) -> float | None:
         """None when `weight` more fits under `limit` (and is counted), else seconds until it may."""
+        return self.link.read(self.admit_read(series, limit, weight))
+
+    def admit_read(self, series: str, limit: float, weight: float) -> Read[float | None]:
+        """`admit` as a Read, to go with others in one round trip."""
         bucket = self._bucket()
         args = [bucket, self.n, self.ttl_ms, limit, weight]
-        out: Any = self.link.call(lambda r: self._admit(keys=[self._key(series)], args=args, client=r), None)
-        if out is None:  # Redis down: the local mirror decides
-            used, oldest = self.local.sum(series, bucket)
-            full = used >= limit or (weight > 0 and used + weight > limit and used > 0)
-            out = [0, used, oldest] if full else [1, used + weight]
-        if int(out[0]) == 1:
-            if weight:
-                self.local.add(series, bucket, weight)
-            return None
-        return max(0.001, self.wait(int(out[2]))) if int(out[2]) >= 0 else self.window_s
+
+        def finish(out: Any) -> float | None:
+            if out is DOWN:  # the local mirror decides
+                used, oldest = self.local.sum(series, bucket)
+                full = used >= limit or (weight > 0 and used + weight > limit and used > 0)
+                out = [0, used, oldest] if full else [1, used + weight]
+            if int(out[0]) == 1:
+                if weight:
+                    self.local.add(series, bucket, weight)
+                return None
+            return max(0.001, self.wait(int(out[2]))) if int(out[2]) >= 0 else self.window_s
+        return Read(lambda r: run_script(self._admit, r, [self._key(series)], args), finish)
 
     def wait(self, oldest: int) -> float:
         """Seconds until the bucket `oldest` leaves the window (0 when there is none)."""

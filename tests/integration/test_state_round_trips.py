@@ -1,0 +1,142 @@
+"""What a request costs the shared state, counted in round trips to a real redis-server: writes
+made inside a batch go together when it closes, a script Redis forgot is loaded again on the way,
+and a whole request (key meter, policy before and after the model, settling) takes five."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmrouter.config import Config, StateSettings
+from llmrouter.state import SharedState
+from llmrouter.state.link import Write
+from llmrouter.types import Decision, Request
+
+redis = pytest.importorskip("redis")
+SPENT_K = "llmr:key:spent_micro_usd:k"  # key k's spend, in micro-USD
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the commands (or pipelines) this process sends: each is one round trip."""
+    from redis.connection import AbstractConnection
+
+    sent, send = [0], AbstractConnection.send_packed_command
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent[0] += 1
+        send(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    yield sent
+
+
+def state_on(url: str, **settings: Any) -> SharedState:
+    state = SharedState(StateSettings(url=url, **settings))
+    assert state.link.check()
+    return state
+
+
+def test_writes_in_a_batch_reach_redis_together_when_it_closes(redis_server, trips):
+    state, raw = state_on(redis_server.url), redis_server.client()
+    window, total, sessions = state.window("w", 60.0), state.key_spend(), state.sessions("t", 60.0, 10)
+    before = trips[0]
+    with state.link.batch():
+        window.add({"a": 2.0})
+        total.charge("k", 0.5)
+        with state.link.batch():  # an inner batch joins the outer one
+            sessions.set("s", "code")
+        inside = trips[0]
+    assert (inside, trips[0]) == (before, before + 1)
+    assert raw.get(SPENT_K) == "500000"
+    assert window.sums(["a"])[0][0] == 2.0 and total.spent_usd("k") == 0.5
+
+
+def test_a_batch_whose_script_redis_forgot_still_lands(redis_server):
+    state, raw = state_on(redis_server.url), redis_server.client()
+    window = state.window("w", 60.0)
+    window.add({"a": 1.0})
+    raw.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
+    with state.link.batch():
+        window.add({"a": 1.0})
+        state.key_spend().charge("k", 1.0)
+    assert state.link.up and state.link.outages == 0
+    assert window.sums(["a"])[0][0] == 2.0 and state.key_spend().spent_usd("k") == 1.0
+
+
+def test_a_batch_redis_cannot_take_keeps_the_spend_for_later(redis_server):
+    state = state_on(redis_server.url, probe_s=0.01)
+    spend = state.key_spend()
+    redis_server.stop()
+    with state.link.batch():
+        spend.charge("k", 1.5)
+    assert not state.link.up and spend.spent_usd("k") == 1.5  # pending, believed locally
+    redis_server.start()
+    time.sleep(0.02)  # the next probe is due
+    assert state.link.check()
+    assert redis_server.client().get(SPENT_K) == "1500000"
+
+
+def whole_request(config: Config, keys_path: Path, state: SharedState, route: str) -> Any:
+    from llmrouter.policy.engine import RoutingPolicy
+    from llmrouter.server.auth import KeyStore, Meter
+
+    policy, keys = RoutingPolicy(config, state=state), KeyStore(keys_path)
+    _, key = keys.create("k", tier="free", rpm=10**6, tpm=10**9, budget_usd=1e9)
+    meter, target = Meter(keys, state), config.targets[config.table.targets_of("code")[0]]
+
+    def one(n: int) -> None:
+        meter.admit(key)
+        req = Request.of({"messages": [{"role": "user", "content": "hi"}],
+                          "metadata": {"key": key.id, "session": f"s{n}", "tier": "free"}})
+        policy.before(req)
+        policy.after(req, Decision(route=route, source="model", confidence=0.9, scores={route: 0.9}))
+        policy.settle(req, target, 10, 1)
+        meter.settle(key, 11, 0.000001)
+    return one
+
+
+@pytest.mark.parametrize("route, trips_each", [("chat", 5), ("code", 6)])
+def test_a_whole_request_costs_five_round_trips_and_one_more_to_go_up_a_tier(
+        redis_server, trips, default_config, tmp_path, route, trips_each):
+    """With no read reused: the key meter's budget, token rate and request rate at once; the
+    policy's spend caps and session at once; the escalation window's count and the session in
+    one batch; the ledger; the key's tokens and spend in one batch. A decision above the base
+    tier first reads the escalation window's rate (for the cap)."""
+    data = default_config.to_dict()
+    data["tiers"] = {"order": ["cheap", "strong"]}
+    for entry in data["routes"]:
+        entry["tier"] = "strong" if entry["name"] == "code" else "cheap"
+    data["escalation"] = {"max_rate": 1.0, "window_s": 600.0}
+    data["budgets"] = {"per_key": 1e9, "per_tier": {"free": 1e9}, "window_s": 600.0}
+    data["stickiness"] = {"enabled": True}
+    for target in data["targets"].values():
+        target["output_price"] = 1.0  # every answer costs: the ledger is charged
+    state = state_on(redis_server.url, read_ttl_s=0.0)
+    one = whole_request(Config.from_dict(data), tmp_path / "keys.json", state, route)
+    one(0)
+    before = trips[0]
+    for n in range(1, 11):
+        one(n)
+    assert (trips[0] - before) / 10 == trips_each
+
+
+def test_a_request_the_budget_refuses_does_not_use_up_the_keys_request_rate(redis_server, tmp_path):
+    from llmrouter.server.auth import KeyStore, Meter
+    from llmrouter.server.wire import HTTPError
+
+    keys = KeyStore(tmp_path / "keys.json")
+    _, key = keys.create("k", rpm=5, budget_usd=1.0)
+    meter = Meter(keys, state_on(redis_server.url, read_ttl_s=0.0))
+    meter.admit(key)
+    meter.settle(key, 10, 1.0)  # the budget is spent
+    for _ in range(3):
+        with pytest.raises(HTTPError) as refused:
+            meter.admit(key)
+        assert refused.value.code == "insufficient_quota"
+    (counted, _), = meter.requests.w.sums([key.id])
+    assert counted == 1
