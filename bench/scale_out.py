@@ -101,7 +101,8 @@ class WholeRequest:
         self.n += 1
         self.meter.admit(self.key)
         req = Request.of({"messages": [{"role": "user", "content": "hi"}],
-                          "metadata": {"key": self.key.id, "session": f"s{self.n % 50}", "tier": "free"}})
+                          # a session's next turn comes 1,000 requests later: past read_ttl_s, read from Redis
+                          "metadata": {"key": self.key.id, "session": f"s{self.n % 1000}", "tier": "free"}})
         self.policy.before(req)
         self.policy.after(req, Decision(route="translation", source="model", confidence=0.5,
                                         scores={"translation": 0.5, "code": 0.5}))
@@ -229,6 +230,25 @@ def run_one(procs_n: int, redis_url: str | None, emu_url: str, prompts: list[str
             s.wait(20)
 
 
+def state_round_trips(whole: WholeRequest, n: int = 100) -> float:
+    """Round trips to Redis per request (commands or pipelines sent), counted on the connection."""
+    from redis.connection import AbstractConnection
+
+    send, sent = AbstractConnection.send_packed_command, [0]
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent[0] += 1
+        send(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(n):
+            whole()
+    finally:
+        AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+    return sent[0] / n
+
+
 def idle_cost(n: int = 2000) -> dict[str, float]:
     """A whole request's state calls on an idle machine (the servers stopped), with [state] and without."""
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -248,16 +268,17 @@ def idle_cost(n: int = 2000) -> dict[str, float]:
                 time.sleep(0.05)
             state = SharedState(StateSettings(url=url))
             assert state.link.check(), "the bench's redis-server did not answer"
-            out = {}
-            for name, whole in (("state", WholeRequest(data, tmp / "keys.json", state)),
-                                ("local", WholeRequest(data, tmp / "keys.json", None))):
-                times = []
-                for _ in range(n):
+            wholes = {"state": WholeRequest(data, tmp / "keys.json", state),
+                      "local": WholeRequest(data, tmp / "keys.json", None)}
+            times: dict[str, list[float]] = {"state": [], "local": []}
+            for _ in range(n):  # in turns, so that whatever else the machine does weighs on both alike
+                for name, whole in wholes.items():
                     t0 = time.perf_counter()
                     whole()
-                    times.append((time.perf_counter() - t0) * 1000)
-                out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = measure.pct(times, 50), measure.pct(times, 95)
+                    times[name].append((time.perf_counter() - t0) * 1000)
+            out = {f"{name}_{p}_ms": measure.pct(v, q) for name, v in times.items() for p, q in (("p50", 50), ("p95", 95))}
             out["added_p50_ms"] = out["state_p50_ms"] - out["local_p50_ms"]
+            out["round_trips_per_request"] = state_round_trips(wholes["state"])
             return out
         finally:
             redis.terminate()
