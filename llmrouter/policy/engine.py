@@ -79,7 +79,8 @@ class RoutingPolicy:
             self.sessions = state.sessions(table, p.stickiness.ttl_s, p.stickiness.max_sessions)
 
     def _batched(self) -> AbstractContextManager[None]:
-        return self.state.link.batch() if self.state is not None else nullcontext()
+        """Writes that count at once (the escalation window, the session), in one round trip."""
+        return self.state.link.batch(join=False) if self.state is not None else nullcontext()
 
     # --- before the model ------------------------------------------------------------------
     def before(self, request: Request) -> PreDecision | None:
@@ -224,7 +225,7 @@ class RoutingPolicy:
     def _finish(self, request: Request, decision: Decision, route: str, steps: list[str], reasons: list[str],
                 up: bool) -> Decision:
         surface = str(request.metadata.get("surface") or "")
-        with self._batched():  # the window's count and the session: one round trip to shared state
+        with self._batched():  # the window's count and the session: one round trip, now
             if self.ladder.tiered:
                 self.window.record(surface, up)
             session = request.metadata.get("session")
@@ -266,11 +267,12 @@ class RoutingPolicy:
             self._alert_once(f"escalation:{surface}", self.esc.window_s / 10, "escalation_cap",
                              surface=surface or None, max_rate=self.esc.max_rate, action="stay")
             return None
-        self.window.record(surface, True)
+        with self._batched():  # counted now, not with the request's batch: the cap reads it
+            self.window.record(surface, True)
+            session = request.metadata.get("session")
+            if self.sessions is not None and session:
+                self.sessions.set(str(session), nxt)
         self.alerter.observe(nxt, True, surface)
-        session = request.metadata.get("session")
-        if self.sessions is not None and session:
-            self.sessions.set(str(session), nxt)
         return decision.model_copy(update={
             "route": nxt, "escalated_from": decision.route, "confidence": decision.scores.get(nxt),
             "policy": decision.policy + ("escalated:answer",),

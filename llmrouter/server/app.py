@@ -74,6 +74,10 @@ class AppState:
         if key is not None and done is not None and self.meter is not None:
             self.meter.settle(key, done.usage.prompt_tokens + done.usage.completion_tokens, done.cost_usd)
 
+    def charges(self, router: Router) -> contextlib.AbstractContextManager[None]:
+        """Where an answer's charges to shared state wait to go together (nothing without [state])."""
+        return router.state.link.batch() if router.state is not None else contextlib.nullcontext()
+
     def pick(self, model: str) -> Router:
         """The router a request's `model` names: router:<table>, else the default table's."""
         if model.startswith(ROUTER_MODEL + ":"):
@@ -188,13 +192,14 @@ async def chat(request: HTTPRequest) -> Response:
                 media_type="text/event-stream",
                 headers={**wire.meta_headers(stream.decision, stream.target, stream.attempts),
                          "cache-control": "no-cache"})
-        done = await router.acomplete(req, model=body.model, deadline_s=deadline, allowed=allowed, **body.params())
+        with state.charges(router):  # the route's ledger and the key's tokens and spend: one round trip
+            done = await router.acomplete(req, model=body.model, deadline_s=deadline, allowed=allowed, **body.params())
+            state.settle(key, done)
         route = done.route or ""
         metrics.request(route, done.target, "ok")
         response_id = wire.new_id()
         metrics.decision(done.decision, req)
         metrics.answer(done, req, response_id)
-        state.settle(key, done)
         state.recorder.answered(router.config, done, req, time.perf_counter() - t0)
         return JSONResponse(wire.completion_json(done, response_id),
                             headers=wire.meta_headers(done.decision, done.target, done.attempts))

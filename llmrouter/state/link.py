@@ -77,8 +77,24 @@ class Write:
 
 @dataclass
 class Batch:
+    """Writes waiting for their batch to close. A task or thread started inside inherits it, and
+    may write after it closed: such a write goes at once."""
+
     link: Link
     writes: list[Write] = field(default_factory=list)
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, write: Write) -> bool:
+        with self.lock:
+            if not self.closed:
+                self.writes.append(write)
+            return not self.closed
+
+    def close(self) -> list[Write]:
+        with self.lock:
+            self.closed = True
+            return self.writes
 
 
 _open_batch: ContextVar[Batch | None] = ContextVar("llmrouter_state_batch", default=None)
@@ -147,16 +163,15 @@ class Link:
     def later(self, write: Write) -> None:
         """Send `write` with the batch open in this context, or now when there is none."""
         batch = _open_batch.get()
-        if batch is not None and batch.link is self:
-            batch.writes.append(write)
-        else:
+        if batch is None or batch.link is not self or not batch.add(write):
             self.send([write])
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Writes made inside go to Redis together when it closes (an inner batch joins the outer)."""
+    def batch(self, join: bool = True) -> Iterator[None]:
+        """Writes made inside go to Redis together when it closes, or with the enclosing batch
+        (`join`). `join=False` for what must count at once: a request's batch holds it back."""
         outer = _open_batch.get()
-        if outer is not None and outer.link is self:
+        if join and outer is not None and outer.link is self and not outer.closed:
             yield
             return
         batch = Batch(self)
@@ -165,7 +180,7 @@ class Link:
             yield
         finally:
             _open_batch.reset(token)
-            self.send(batch.writes)
+            self.send(batch.close())
 
     def send(self, writes: list[Write]) -> None:
         """The writes in one round trip; each one's `done` gets its answer, or each `failed` runs."""

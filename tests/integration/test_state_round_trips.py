@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from llmrouter.config import Config, StateSettings
@@ -50,8 +51,10 @@ def test_writes_in_a_batch_reach_redis_together_when_it_closes(redis_server, tri
         total.charge("k", 0.5)
         with state.link.batch():  # an inner batch joins the outer one
             sessions.set("s", "code")
+        with state.link.batch(join=False):  # unless it must count at once
+            window.add({"b": 1.0})
         inside = trips[0]
-    assert (inside, trips[0]) == (before, before + 1)
+    assert (inside, trips[0]) == (before + 1, before + 2)
     assert raw.get(SPENT_K) == "500000"
     assert window.sums(["a"])[0][0] == 2.0 and total.spent_usd("k") == 0.5
 
@@ -140,3 +143,31 @@ def test_a_request_the_budget_refuses_does_not_use_up_the_keys_request_rate(redi
         assert refused.value.code == "insufficient_quota"
     (counted, _), = meter.requests.w.sums([key.id])
     assert counted == 1
+
+
+def test_a_served_answer_costs_four_round_trips(emu, redis_server, serve, trips, tmp_path):
+    """Through the server: the key meter's checks; the spend cap and the session; the session's
+    route; then the answer's charges (ledger, key tokens, key spend) together."""
+    from llmrouter.router import Router
+    from llmrouter.server import create_app
+    from llmrouter.server.auth import KeyStore
+    from llmrouter.testing import fleet
+    from llmrouter.testing.fakes import FixedDecider
+
+    data = fleet(emu, {"main": ["a"]}, a={"output_price": 1.0}).to_dict()
+    data["budgets"] = {"per_key": 1e9, "window_s": 600.0}
+    data["stickiness"] = {"enabled": True}
+    data["state"] = {"url": redis_server.url, "read_ttl_s": 10.0}  # reusable reads reused: what is left is needed
+    config = Config.from_dict(data)
+    keys = KeyStore(tmp_path / "keys.json")
+    secret, _ = keys.create("acme", budget_usd=1e9, rpm=10**6)
+    with serve(create_app(Router(config, decider=FixedDecider("main"), cache=None), keys=keys)) as url:
+        def ask(n: int) -> None:
+            body = {"model": "router", "messages": [{"role": "user", "content": "hi"}], "metadata": {"session": f"s{n}"}}
+            r = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secret}"})
+            assert r.status_code == 200, r.text
+        ask(0)
+        before = trips[0]
+        for n in range(1, 6):
+            ask(n)
+        assert (trips[0] - before) / 5 == 4
