@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -94,6 +95,7 @@ class WholeRequest:
         keys = KeyStore(keys_path)
         self.key = next(iter(keys.keys.values()))
         self.meter, self.target, self.n = Meter(keys, state), self.config.targets["a"], 0
+        self.state = state
 
     def __call__(self) -> None:
         from llmrouter.types import Decision, Request
@@ -106,8 +108,9 @@ class WholeRequest:
         self.policy.before(req)
         self.policy.after(req, Decision(route="translation", source="model", confidence=0.5,
                                         scores={"translation": 0.5, "code": 0.5}))
-        self.policy.settle(req, self.target, 10, 1)
-        self.meter.settle(self.key, 11, 0.000001)
+        with self.state.link.batch() if self.state else contextlib.nullcontext():  # as the server settles
+            self.policy.settle(req, self.target, 10, 1)
+            self.meter.settle(self.key, 11, 0.000001)
 
 
 class StateCalls:
