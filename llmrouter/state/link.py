@@ -1,17 +1,19 @@
 """The connection to Redis, and a circuit around it: a call that fails (or takes longer than
-`timeout_ms`) marks Redis down with one warning; until a probe every `probe_s` finds it back,
-every call returns its local default at once; on the way back the rejoin hooks run (pending
-counters are flushed) and one info line says so.
+`timeout_ms`) marks Redis down with one warning; until a probe finds it back, every call returns
+its local default at once. The probe runs in a thread of its own every `probe_s` (no request waits
+for it); on the way back it runs the rejoin hooks (scripts loaded, pending counters flushed), then
+one info line says so.
 
 Round trips are what the shared state costs a request, so they are pooled: writes whose answer
 the request does not wait for (`later`) join the batch open in this context, if any (`with
 link.batch():` sends them together, pipelined, when it closes), and reads a step needs at once go
-together through `read(*reads)`. A request costs six round trips (tests/integration/test_state_round_trips.py).
+together through `read_all`. A served request costs four round trips (tests/integration/test_state_round_trips.py).
 
 Why the synchronous client: the policy, the key meter and the breakers are synchronous and run on
 the event loop inside a request; a loopback call costs ~0.1 ms, and the socket timeout bounds the
-worst case, after which the process stops asking until the next probe. An asyncio client would
-make every one of those call sites async for no gain in latency.
+worst case (once an outage: then the process stops asking until a probe finds Redis back). An
+asyncio client would make every one of those call sites async, or double them (a sync and an async
+form), for no gain in latency.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class Link:
         self.up = True
         self.outages = 0
         self._retry_at = 0.0
+        self.probing: threading.Thread | None = None  # the probe running while Redis is down
         self._lock = threading.Lock()
         self.on_rejoin: list[Callable[[Any], None]] = [self._load_scripts]
         self._scripts: dict[str, Any] = {}  # Lua text -> its registered script
@@ -207,21 +210,26 @@ class Link:
                         url=self.settings.safe_url(), error=type(exc).__name__, retry_every_s=self.settings.probe_s)
 
     def _rejoin(self) -> bool:
-        with self._lock:  # one probe at a time; the others stay local meanwhile
+        """Whether Redis is back; while it is down, starts a probe when one is due."""
+        with self._lock:
             if self.up:
                 return True
-            if self.clock() < self._retry_at:
+            if self.clock() < self._retry_at or (self.probing is not None and self.probing.is_alive()):
                 return False
             self._retry_at = self.clock() + self.settings.probe_s
+            self.probing = threading.Thread(target=self._probe, name="llmrouter-state-probe", daemon=True)
+            self.probing.start()
+        return False
+
+    def _probe(self) -> None:
         try:
             self.client.ping()
             for hook in self.on_rejoin:
                 hook(self.client)
         except self.errors:
-            return False
+            return
         self.up = True
         log.info("shared state back: rejoined", url=self.settings.safe_url())
-        return True
 
     def close(self) -> None:
         try:

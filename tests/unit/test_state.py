@@ -83,6 +83,9 @@ def test_redis_down_gives_the_local_default_with_one_warning_then_a_probe_rejoin
         assert client.calls == 1  # down: no more calls until the next probe
         clock.now = 2.5
         client.up = True
+        assert lk.call(lambda r: "shared", "local") == "local"  # the probe runs beside the requests
+        assert lk.probing is not None
+        lk.probing.join(5)
         assert lk.call(lambda r: "shared", "local") == "shared" and rejoined == [client]
     assert [e["log_level"] for e in logs] == ["warning", "info"]
     assert "s3cret" not in repr(logs) and logs[0]["url"] == "redis://***@cache:6379/0"
@@ -94,9 +97,28 @@ def test_a_failed_probe_waits_for_the_next_one():
     client.up = False
     lk.call(lambda r: r.ping(), None)
     clock.now = 2.5
-    assert lk.call(lambda r: r.ping(), "local") == "local" and client.calls == 2  # the probe failed
+    assert lk.call(lambda r: r.ping(), "local") == "local"
+    assert lk.probing is not None
+    lk.probing.join(5)
+    assert client.calls == 2 and not lk.up  # the probe failed
     clock.now = 3.0
     assert lk.call(lambda r: r.ping(), "local") == "local" and client.calls == 2  # next probe at 4.5
+
+
+def test_no_request_waits_for_a_probe_of_a_redis_that_hangs():
+    import threading
+
+    answer, client, clock = threading.Event(), FlakyClient(), Clock()
+    lk = link(client, clock)
+    client.up = False
+    lk.call(lambda r: r.ping(), None)
+    client.up, client.ping = True, lambda: answer.wait(5)  # Redis takes the connection, then hangs
+    clock.now = 2.5
+    assert [lk.call(lambda r: "shared", "local") for _ in range(3)] == ["local"] * 3
+    assert lk.probing is not None and lk.probing.is_alive()  # one probe, still waiting
+    answer.set()
+    lk.probing.join(5)
+    assert lk.call(lambda r: "shared", "local") == "shared"
 
 
 def test_local_windows_sum_the_last_buckets_and_drop_older_ones():
