@@ -1,10 +1,9 @@
 """Far-out-of-distribution probes: requests unlike anything a route table is about (random tokens,
 base64 and hex blobs, log dumps, keyboard mash, long text in languages the examples do not use).
 
-No route is right for them, so a head should be unsure of them; `tune` fits the strength of the
-out-of-distribution signal (head/familiarity.py) so that it is (quality/shift.py), and
-`bench/calibration.py` measures it. Written for the package, generated from a seed: no data file,
-nothing taken from any evaluation set.
+No route is right for them, so a head should be unsure of them: `bench/calibration.py` measures
+whether the out-of-distribution signal (head/familiarity.py) makes it so. Written for the package,
+generated from a seed: no data file, nothing taken from any evaluation set.
 """
 
 from __future__ import annotations

@@ -119,3 +119,13 @@ def test_the_cascade_is_cross_fitted_on_every_fold_row():
     model_p[:10] = np.nan  # rows the model stage has no out-of-fold probabilities for
     p = cascade.cross_fitted(y, logits, model_p, folds)
     assert np.isnan(p[:10]).all() and not np.isnan(p[10:]).any() and np.allclose(p[10:].sum(1), 1)
+
+
+def test_the_shipped_cascade_has_a_temperature_where_it_decides_and_its_grouped_figures():
+    from llmrouter.paths import PACKAGE_DIR
+
+    cheap = FittedHead.load(PACKAGE_DIR / "default_routes.head.npz").cheap
+    assert cheap is not None and math.isfinite(cheap.threshold)
+    assert cheap.decided_temperature is not None and cheap.decided_temperature < cheap.temperature
+    cv = cheap.info["grouped_cv"]  # the whole cascade, cross-fitted on the cluster folds
+    assert 0 <= cv["ece"] <= 0.05 and cv["n"] > 100
