@@ -154,8 +154,8 @@ class Router:
             if hit is not None:
                 return pre, hit
         if not explain and self.config.router.cascade:
-            scores = self.cheap.scores(req.text)
-            if self.cheap.confident(scores):
+            scores, decides = self.cheap.decide(req.text)
+            if decides:
                 return pre, self._cheap_decision(scores, None, t0)
         return pre, None
 

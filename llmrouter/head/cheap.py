@@ -1,12 +1,16 @@
 """The cheap first stage of a cascade: a route from the request's text alone, no model pass.
 
-A CheapStage scores the routes with a character n-gram member (members.Chars) and one
+A CheapStage scores the routes with a character n-gram member (members.Chars) and a
 temperature. It decides outright when its top probability reaches `threshold`; the router model
-decides the rest. Two ways to get one:
+decides the rest. Where it decides, the probabilities it reports use a second temperature
+(`decided_temperature`), fitted on the rows it decides: a temperature fitted on every row is set
+by the many rows the stage is unsure of and leaves it underconfident where it is sure. Two ways
+to get one:
 
     fitted     `llmrouter tune` fits it on the labelled rows and picks the threshold by
                cross-validation so the cascade's accuracy stays within a point of the model's;
-               it is stored inside the fitted head ("cheap:chars")
+               both temperatures come from the same (grouped) folds; it is stored inside the
+               fitted head ("cheap:chars")
     examples   built when the table is loaded from its routes' descriptions and examples: each
                route's TF-IDF centroid, cosine similarity as logits ("cheap:examples"). It is
                never confident enough to decide first (threshold = inf); it exists so that a
@@ -40,30 +44,41 @@ class CheapStage:
     threshold: float = math.inf  # inf: only ever used when the router model is busy
     name: str = "cheap:chars"
     info: dict[str, Any] = field(default_factory=dict)  # how it did in cross-validation
+    decided_temperature: float | None = None  # on the rows it decides; None: `temperature`
+
+    def read(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities per row (as reported) and whether the stage decides each row alone."""
+        logits = self.member.logits({TEXT: np.array(list(texts), dtype=str)})
+        p = softmax(logits / self.temperature)
+        decides = p.max(axis=1) >= self.threshold
+        if self.decided_temperature is not None and decides.any():
+            p[decides] = softmax(logits[decides] / self.decided_temperature)
+        return p, decides
 
     def proba(self, texts: Sequence[str]) -> np.ndarray:
-        logits = self.member.logits({TEXT: np.array(list(texts), dtype=str)})
-        return softmax(logits / self.temperature)
+        return self.read(texts)[0]
+
+    def decide(self, text: str) -> tuple[dict[str, float], bool]:
+        """Scores over the routes, and whether the stage decides alone (its top probability, at
+        the temperature fitted on every row, reaches the threshold)."""
+        p, decides = self.read([text])
+        return {r: float(v) for r, v in zip(self.routes, p[0])}, bool(decides[0])
 
     def scores(self, text: str) -> dict[str, float]:
-        return {r: float(p) for r, p in zip(self.routes, self.proba([text])[0])}
-
-    def confident(self, scores: dict[str, float]) -> bool:
-        """Whether the stage decides alone (its top probability reaches the threshold)."""
-        return max(scores.values(), default=0.0) >= self.threshold
+        return self.decide(text)[0]
 
     # --- storing (inside a fitted head's .npz) -------------------------------------------------
     def meta(self) -> dict[str, Any]:
         t = self.threshold if math.isfinite(self.threshold) else None
         return {"member": self.member.meta(), "temperature": self.temperature, "threshold": t,
-                "name": self.name, "info": self.info}
+                "name": self.name, "info": self.info, "decided_temperature": self.decided_temperature}
 
     @classmethod
     def restore(cls, routes: Sequence[str], meta: dict[str, Any], arr: dict[str, np.ndarray]) -> CheapStage:
-        t = meta.get("threshold")
+        t, td = meta.get("threshold"), meta.get("decided_temperature")
         return cls(tuple(routes), Chars.restore(meta["member"], arr), float(meta["temperature"]),
                    math.inf if t is None else float(t), str(meta.get("name", "cheap:chars")),
-                   dict(meta.get("info", {})))
+                   dict(meta.get("info", {})), None if td is None else float(td))
 
     # --- from a route table's own words --------------------------------------------------------
     @classmethod

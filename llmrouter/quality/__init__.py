@@ -6,7 +6,8 @@
     observed.py  the rows tune fits on: requests observed by the router model (cached), examples
     tune.py      choose the prompt, mode, head and threshold by cross-validation; fit; write
     shift.py     calibration on grouped folds (sources, or clusters), and the OOD strength
-    cascade.py   the cheap first stage: its threshold and fit
+    cascade.py   the cheap first stage: its threshold, its two temperatures and fit
+    probes.py    far-out-of-distribution requests (random tokens, blobs, logs...) for checking
     outcomes.py, outcome_tune.py   records with per-target outcomes: the quality-vs-cost curve,
                  and a router that maximises quality minus lambda * cost
 

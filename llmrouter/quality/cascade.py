@@ -1,11 +1,15 @@
 """Fit the cascade's cheap first stage (head/cheap.py) and choose where it may decide alone.
 
 The stage is a character n-gram member over the request text. Its out-of-fold probabilities
-(on the same folds as the rest of tuning, grouped by source where the data allow) are calibrated
-with one temperature; then, over a grid of thresholds, the cascade "cheap stage where its top
-probability reaches the threshold, the router model elsewhere" is scored against the model alone.
-The lowest threshold whose accuracy stays within `max_loss` (one point) of the model's wins: the
-largest share of requests decided without a model pass at no real cost in accuracy.
+(on the same folds as the rest of tuning, grouped by source or by cluster where the data allow)
+are calibrated with one temperature; then, over a grid of thresholds, the cascade "cheap stage
+where its top probability reaches the threshold, the router model elsewhere" is scored against
+the model alone. The lowest threshold whose accuracy stays within `max_loss` (one point) of the
+model's wins: the largest share of requests decided without a model pass at no real cost in
+accuracy. A second temperature is then fitted on the out-of-fold rows the stage decides: what it
+reports where it decides (the first one, fitted mostly on rows it is unsure of, left it at 0.75
+confidence where it was right 95% of the time). `cross_fitted` scores the whole cascade the
+honest way: each fold's rows with a threshold and temperatures chosen on the other folds.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from llmrouter.head.members import Chars
 CHEAP_C = 10.0
 THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.4, 1.0, 0.025))
 MAX_LOSS = 0.01  # accuracy the cascade may give up against the model alone
+MIN_DECIDED = 20  # rows the stage must decide for a temperature of their own
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class CascadeChoice:
     accuracy: float  # of the cascade
     model_alone: float  # of the router model on every request
     cheap_alone: float  # of the cheap stage on every request
+    decided_temperature: float | None = None  # fitted on the rows it decides (None: too few)
+    grouped_cv: dict[str, float] = field(default_factory=dict)  # the cascade, cross-fitted on the folds
     grid: list[dict[str, float]] = field(default_factory=list)
     passed: np.ndarray | None = field(default=None, repr=False, compare=False)  # rows left to the model
 
@@ -47,9 +54,10 @@ class CascadeChoice:
         return out
 
 
-def stage_accuracy(y: np.ndarray, cheap_p: np.ndarray, model_p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Share, per-stage and overall accuracy of the cascade at `threshold`."""
-    use = cheap_p.max(axis=1) >= threshold
+def stage_accuracy(y: np.ndarray, cheap_p: np.ndarray, model_p: np.ndarray, threshold: float,
+                   use: np.ndarray | None = None) -> dict[str, float]:
+    """Share, per-stage and overall accuracy of the cascade at `threshold` (or where `use`)."""
+    use = cheap_p.max(axis=1) >= threshold if use is None else use
     cheap_ok = cheap_p.argmax(axis=1) == y
     model_ok = model_p.argmax(axis=1) == y
     both = np.where(use, cheap_ok, model_ok)
@@ -71,13 +79,41 @@ def choose(y: np.ndarray, cheap_logits: np.ndarray, model_p: np.ndarray, max_los
     grid = [stage_accuracy(y, cheap_p, model_p, t) for t in THRESHOLDS]
     ok = [g for g in grid if g["share"] > 0 and g["accuracy"] >= model_alone - max_loss - 1e-12]
     best = min(ok, key=lambda g: g["threshold"]) if ok else stage_accuracy(y, cheap_p, model_p, math.inf)
+    passed = cheap_p.max(axis=1) < best["threshold"]
     return CascadeChoice(
         threshold=best["threshold"], temperature=temperature, share=best["share"],
         cheap_accuracy=best["cheap_accuracy"], model_accuracy=best["model_accuracy"],
         accuracy=best["accuracy"], model_alone=model_alone,
-        cheap_alone=float((cheap_p.argmax(axis=1) == y).mean()), grid=grid,
-        passed=cheap_p.max(axis=1) < best["threshold"],
+        cheap_alone=float((cheap_p.argmax(axis=1) == y).mean()),
+        decided_temperature=fit_temperature(cheap_logits[~passed], y[~passed]) if (~passed).sum() >= MIN_DECIDED else None,
+        grid=grid, passed=passed,
     )
+
+
+def cascade_proba(cheap_logits: np.ndarray, model_p: np.ndarray, choice: CascadeChoice) -> np.ndarray:
+    """The cascade's probabilities per row under `choice`: the cheap stage's where it decides
+    (at its decided temperature), the model's elsewhere."""
+    p = softmax(cheap_logits / choice.temperature)
+    use = p.max(axis=1) >= choice.threshold
+    if choice.decided_temperature is not None and use.any():
+        p[use] = softmax(cheap_logits[use] / choice.decided_temperature)
+    return np.where(use[:, None], p, model_p)
+
+
+def cross_fitted(y: np.ndarray, cheap_logits: np.ndarray, model_p: np.ndarray,
+                 folds: Sequence[tuple[np.ndarray, np.ndarray]], max_loss: float = MAX_LOSS) -> np.ndarray:
+    """The cascade's out-of-fold probabilities, each fold's rows under a choice (threshold, both
+    temperatures) made on the other folds' rows; `model_p` should be cross-fitted too. NaN rows:
+    in no fold (or without model probabilities)."""
+    p = np.full(model_p.shape, np.nan)
+    rows = np.concatenate([te for _, te in folds])
+    rows = rows[~np.isnan(model_p[rows, 0])]
+    for _, te in folds:
+        te = np.intersect1d(te, rows)
+        rest = np.setdiff1d(rows, te)
+        if len(te) and len(rest):
+            p[te] = cascade_proba(cheap_logits[te], model_p[te], choose(y[rest], cheap_logits[rest], model_p[rest], max_loss))
+    return p
 
 
 def out_of_fold_logits(feats: dict[str, np.ndarray], y: np.ndarray, k: int,
@@ -101,4 +137,4 @@ def fit_stage(texts: np.ndarray, y: np.ndarray, routes: Sequence[str], choice: C
     """The stage on all the given rows, with the cross-validated temperature and threshold."""
     member = Chars.fit({"text": texts}, y, len(routes), C=CHEAP_C, seed=seed)
     return CheapStage(tuple(routes), member, choice.temperature, choice.threshold, "cheap:chars",
-                      choice.summary())
+                      choice.summary(), choice.decided_temperature)

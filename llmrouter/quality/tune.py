@@ -184,10 +184,14 @@ def choose_cascade(train: Observed, folds: list[tuple[np.ndarray, np.ndarray]], 
     logits = cascade.out_of_fold_logits(train.feats, train.y, len(routes), folds, more, seed)
     used = np.flatnonzero(~np.isnan(oof[:, 0]))
     choice = cascade.choose(train.y[used], logits[used], oof[used])
+    grouped = shift.grouped_metrics(train.y, cascade.cross_fitted(train.y, logits, oof, folds), routes)
+    choice = replace(choice, grouped_cv=grouped)
     t = "never first (busy model only)" if np.isinf(choice.threshold) else f"threshold {choice.threshold}"
+    td = "" if choice.decided_temperature is None else f" (temperature {choice.decided_temperature:.3f} there)"
     log(f"  cascade: cheap stage alone {choice.cheap_alone:.3f}, model alone {choice.model_alone:.3f}; "
-        f"{t}: decides {choice.share:.1%} at {choice.cheap_accuracy:.3f}, model the rest at "
-        f"{choice.model_accuracy:.3f}, together {choice.accuracy:.3f}")
+        f"{t}: decides {choice.share:.1%} at {choice.cheap_accuracy:.3f}{td}, model the rest at "
+        f"{choice.model_accuracy:.3f}, together {choice.accuracy:.3f}; cross-fitted on the folds: "
+        f"accuracy {grouped['accuracy']:.3f}, ECE {grouped['ece']:.3f}")
     return choice
 
 
@@ -196,12 +200,11 @@ def held_out_cascade(test: Observed, model_p: np.ndarray, head: FittedHead | Non
     """Metrics of the tuned table on held-out rows: the cheap stage where it decides, else the model."""
     if head is None or head.cheap is None:
         return ev.metrics(test.y, model_p.argmax(1), model_p.max(1), routes)
-    cheap_p = head.cheap.proba([str(t) for t in test.feats[TEXT]])
-    use = cheap_p.max(axis=1) >= head.cheap.threshold
+    cheap_p, use = head.cheap.read([str(t) for t in test.feats[TEXT]])
     p = np.where(use[:, None], cheap_p, model_p)
     deciders = np.where(use, head.cheap.name, spec.mode)
     out = ev.metrics(test.y, p.argmax(1), p.max(1), routes, deciders=deciders.tolist())
-    out["stages"] = cascade.stage_accuracy(test.y, cheap_p, model_p, head.cheap.threshold)
+    out["stages"] = cascade.stage_accuracy(test.y, cheap_p, model_p, head.cheap.threshold, use)
     return out
 
 

@@ -151,3 +151,12 @@ def test_a_copy_of_the_difficulty_table_elsewhere_finds_its_shipped_head(tmp_pat
     assert cfg.router.mode == "fitted"
     head = FittedHead.load(cfg.router.head_path(cfg.path))
     assert head.routes == cfg.table.names and head.cheap is not None
+
+
+def test_the_far_probes_are_the_same_for_a_seed_and_cover_every_kind():
+    from llmrouter.quality import probes
+
+    a, b = probes.far_probes(per_kind=3), probes.far_probes(per_kind=3)
+    assert a == b and a != probes.far_probes(per_kind=3, seed=1)
+    assert [k for k, _ in a] == [k for k in probes.KINDS for _ in range(3)]
+    assert len({t for _, t in a}) == len(a) and all(len(t) >= 40 for _, t in a)
