@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,13 +40,19 @@ class CheapStage:
     threshold: float = math.inf  # inf: only ever used when the router model is busy
     name: str = "cheap:chars"
     info: dict[str, Any] = field(default_factory=dict)  # how it did in cross-validation
+    view: Callable[[str], str] | None = None  # what it reads of a request (the decider's content view)
 
     def proba(self, texts: Sequence[str]) -> np.ndarray:
         logits = self.member.logits({TEXT: np.array(list(texts), dtype=str)})
         return softmax(logits / self.temperature)
 
     def scores(self, text: str) -> dict[str, float]:
+        text = self.view(text) if self.view is not None else text
         return {r: float(p) for r, p in zip(self.routes, self.proba([text])[0])}
+
+    def reading(self, view: Callable[[str], str]) -> CheapStage:
+        """This stage, scoring what `view` leaves of a request (as the head it was tuned with)."""
+        return replace(self, view=view)
 
     def confident(self, scores: dict[str, float]) -> bool:
         """Whether the stage decides alone (its top probability reaches the threshold)."""

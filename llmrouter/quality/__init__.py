@@ -7,6 +7,7 @@
     tune.py      choose the prompt, mode, head and threshold by cross-validation; fit; write
     shift.py     calibration on grouped folds (sources, or clusters), and the OOD strength
     cascade.py   the cheap first stage: its threshold and fit
+    claims.py    the content view's claim detector, fitted on the package's own lines
     outcomes.py, outcome_tune.py   records with per-target outcomes: the quality-vs-cost curve,
                  and a router that maximises quality minus lambda * cost
 
