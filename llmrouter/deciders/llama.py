@@ -129,8 +129,10 @@ class LlamaDecider:
 
     @property
     def cache_salt(self) -> str:
-        """What besides the model, prompt and table changes this decider's answers: its head."""
-        return self.head.digest if self.head is not None else ""
+        """What besides the model, prompt and table changes this decider's answers: its head, and
+        the detector of its content view."""
+        head = self.head.digest if self.head is not None else ""
+        return head + (f"+view:{self.view.detector.digest}" if self.view is not None else "")
 
     @property
     def cheap_stage(self) -> CheapStage | None:
