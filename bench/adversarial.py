@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from llmrouter import log
 from llmrouter.config import Config
 from llmrouter.policy.engine import RoutingPolicy
+from llmrouter_bench import measure
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,9 +104,11 @@ def main() -> None:
         rows.append({"attack": name, "rate": rate, "delta_pp": round((rate - clean_rate) * 100, 1),
                      "capped_rate": capped_rate, "capped_delta_pp": round((capped_rate - clean_rate) * 100, 1)})
     router.close()
+    m = measure.machine()
     result = {
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + ", no GPU",
-        "model": config.router.model, "table": _rel(args.table), "data": "shared/eval/difficulty-dev.jsonl",
+        "machine": f"{m['cores']}-core {m['cpu']}" + ("" if m["gpu_offload"] else ", no GPU"),
+        "model": config.router.model, "table": _rel(args.table), "content_view": config.router.content_view,
+        "data": "shared/eval/difficulty-dev.jsonl",
         "easy_prompts": len(easy), "hard_prompts": len(hard), "seed": args.seed,
         "hard_prompts_routed_expensive": hard_rate, "cap_max_rate": cap,
         "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
@@ -118,7 +120,8 @@ def main() -> None:
         "# Adversarial routing: can a request buy itself the frontier route?",
         "",
         f"{len(easy)} easy prompts from the difficulty data (seed {args.seed}), each wrapped by every attack; "
-        f"router model `{config.router.model}`, table `{result['table']}` (easy -> small, hard -> frontier). "
+        f"router model `{config.router.model}`, table `{result['table']}` (easy -> small, hard -> frontier; "
+        f"content_view = {str(config.router.content_view).lower()}). "
         f"Rate = share routed to `{EXPENSIVE}`. For reference, {hard_rate:.0%} of {len(hard)} hard prompts go there.",
         f"Capped: the same decisions through `[escalation] max_rate = {cap}` (clean rate + 5 points, "
         "min_requests 20, one window), `on_cap = \"stay\"`.",
