@@ -138,7 +138,7 @@ class LlamaDecider:
     def cheap_stage(self) -> CheapStage | None:
         """The cascade's first stage tuned with the head, when the head decides (fitted, combined)."""
         cheap = self.head.cheap if self.head is not None and self.head.needs_states(self.mode) else None
-        return cheap.reading(self.view) if cheap is not None and self.view is not None else cheap
+        return cheap.reading(self.read) if cheap is not None and self.view is not None else cheap
 
     def use_head(self, head: FittedHead) -> None:
         """Decide with a fitted head (checked against this model, prompt and table)."""
@@ -291,8 +291,11 @@ class LlamaDecider:
                 raise DeciderError(f"{type(exc).__name__}: {exc}") from exc
 
     def read(self, text: str) -> str:
-        """What the model reads of a request: its content view where the table asks for one."""
-        return self.view(text) if self.view is not None else text
+        """What the model reads of a request: its content view where the table asks for one (of
+        a huge request, of its head and tail: encode_request keeps no more)."""
+        if self.view is None:
+            return text
+        return self.view(precap_text(text, self.settings.max_request_tokens * 32)[0])
 
     def _decide(self, text: str, explain: bool, observe: bool = False) -> tuple[Verdict, Observation | None]:
         t0 = time.perf_counter()

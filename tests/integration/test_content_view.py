@@ -87,3 +87,10 @@ def test_batched_decisions_read_the_view():
             assert _log_odds(v.scores) == pytest.approx(_log_odds(r.decider.decide(p).scores), abs=0.5), p
     finally:
         r.close()
+
+
+def test_a_huge_request_is_viewed_within_its_budget(router):
+    text = "Please summarize the following report. " + ("The quarterly numbers went up. " * 20000)
+    assert len(router.decider.read(text)) <= router.config.router.max_request_tokens * 32 + 16  # and a marker
+    d = router.decide(text)  # the cheap stage or the model: both read the capped view
+    assert d.route in router.table.names and d.timings.total_ms < 500
