@@ -2,7 +2,8 @@
 (llmrouter/data/difficulty_examples.jsonl), scored on ../shared/eval/difficulty-dev.jsonl (534
 prompts it never saw); writes bench/results/difficulty.{json,md} and, with --ship,
 llmrouter/difficulty.head.npz (in the package, so that a copy of the example table anywhere
-finds it, as copies of the default table find theirs).
+finds it, as copies of the default table find theirs). Where the table sets `content_view`, the
+dev prompts are scored as the table decides them, through the view, and also read whole.
 
     python bench/difficulty.py [--eval-dir ../shared/eval] [--ship]
 """
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmrouter.config import Config  # noqa: E402
+from llmrouter.head import FittedHead  # noqa: E402
 from llmrouter.quality import evaluate as ev  # noqa: E402
 from llmrouter.quality import shift  # noqa: E402
 from llmrouter.quality import observed as obs  # noqa: E402
@@ -32,11 +34,22 @@ TABLE = ROOT / "examples" / "difficulty.toml"
 DATA = ROOT / "llmrouter" / "data" / "difficulty_examples.jsonl"
 
 
-def observed(cfg: Config, records: list[ev.Record]) -> obs.Observed:
+def observed(cfg: Config, records: list[ev.Record], view: bool = False) -> obs.Observed:
+    """The records' features; with `view`, of what the table's decider reads of them (its content view)."""
     router = Router(cfg.with_router(cache=False, mode="scored", head=""))
-    feats, ms = obs.observe(router.decider, [r.text for r in records])
+    read = router.decider.read if view else str
+    feats, ms = obs.observe(router.decider, [read(r.text) for r in records])
     router.close()
     return obs.Observed(feats, np.array([cfg.table.names.index(r.label) for r in records]), ms)
+
+
+def decided(head: FittedHead, mode: str, data: obs.Observed) -> np.ndarray:
+    """Route probabilities as the table decides them: the cheap stage where it is sure, else the head."""
+    p, _ = head.proba(data.feats, mode)
+    if head.cheap is not None:
+        cheap, decides = head.cheap.read([str(t) for t in data.feats["text"]])
+        p = np.where(decides[:, None], cheap, p)
+    return p
 
 
 def rates(y: np.ndarray, p_hard: np.ndarray, hard: int) -> dict:
@@ -69,14 +82,15 @@ def main() -> None:
         p, _, used = tn.cross_validate(spec.as_("fitted"), data, folds, routes, extra)
         res["cluster_cv_examples"] = rates(data.y[used], p[used, hard], hard)
     dev_records = ev.load_records(Path(args.eval_dir) / "difficulty-dev.jsonl")
-    dev = observed(cfg, dev_records)
+    view = cfg.router.content_view
+    dev = observed(cfg, dev_records, view=view)
     zero = tn.softmax(dev.feats["logp"])
+    res["content_view"] = view
     res["dev_zero_shot"] = rates(dev.y, zero[:, hard], hard)
-    p, _ = head.proba(dev.feats, result.config.router.mode)
-    if head.cheap is not None:
-        cheap, decides = head.cheap.read([str(t) for t in dev.feats["text"]])
-        p = np.where(decides[:, None], cheap, p)
-    res["dev_shipped_head"] = rates(dev.y, p[:, hard], hard)
+    res["dev_shipped_head"] = rates(dev.y, decided(head, result.config.router.mode, dev)[:, hard], hard)
+    if view:  # the same head reading the requests whole: what the view changes
+        whole = observed(cfg, dev_records)
+        res["dev_shipped_head_whole"] = rates(whole.y, decided(head, result.config.router.mode, whole)[:, hard], hard)
     res["seconds"] = round(time.time() - t0)
     print(json.dumps(res, indent=1), flush=True)
     (OUT / "difficulty.json").write_text(json.dumps(res, indent=1))
@@ -87,14 +101,19 @@ def main() -> None:
 
 
 def markdown(res: dict) -> str:
-    rows = [("zero-shot (the model's own scores)", res["dev_zero_shot"]),
-            ("shipped head (package examples only)", res["dev_shipped_head"])]
+    view = " (content view)" if res.get("content_view") else ""
+    rows = [(f"zero-shot (the model's own scores){view}", res["dev_zero_shot"]),
+            (f"shipped head (package examples only){view}", res["dev_shipped_head"])]
+    if "dev_shipped_head_whole" in res:
+        rows.append(("shipped head, requests read whole (content_view = false)", res["dev_shipped_head_whole"]))
     cv = res.get("cluster_cv_examples")
     return "\n".join([
         "# Easy/hard routing out of the box", "",
         f"`python bench/difficulty.py --ship`; 2-core AMD EPYC, no GPU. Head: `{res['spec']}`, fitted by `tune` on "
         f"the package's {res['examples_n']} difficulty examples (llmrouter/data/difficulty_examples.jsonl).", "",
-        "On ../shared/eval/difficulty-dev.jsonl (sources and labels the head never saw):", "",
+        "On ../shared/eval/difficulty-dev.jsonl (sources and labels the head never saw)"
+        + ("; the table decides on each request's content view (`content_view = true`, llmrouter/head/claims.py), "
+           "the head is fitted on requests as written:" if res.get("content_view") else ":"), "",
         "| router | ROC AUC | easy -> hard | hard -> hard | n |", "|---|---:|---:|---:|---:|",
         *[f"| {k} | {v['auc']:.3f} | {v['easy_to_hard']:.1%} | {v['hard_to_hard']:.1%} | {v['n']} |" for k, v in rows],
         "",

@@ -37,6 +37,10 @@ class RouterSettings(Strict):
     # calibrated scores where the head is unsure
     mode: Literal["scored", "generate", "fitted", "combined"] = "scored"
     head: str = ""  # a fitted head (.npz) made by `llmrouter tune`, relative to the route table
+    # decisions read the request's content view: without what it claims about its own difficulty
+    # or route, instructions to the router, and chat-template markup (head/claims.py); `tune`
+    # still fits on requests as written
+    content_view: bool = False
     threads: int = Field(1, ge=1, le=256)
     threads_batch: int | None = Field(None, ge=1, le=256)
     context_size: int = Field(2048, ge=256, le=131072)
@@ -82,6 +86,7 @@ class RouterSettings(Strict):
             "max_request_tokens": self.max_request_tokens,
             "examples_per_route": self.examples_per_route,
             "head": self.head,
+            "content_view": self.content_view,
         }
 
     def head_path(self, config_path: str = "") -> Path | None:

@@ -28,6 +28,7 @@ from llmrouter import models
 from llmrouter.config import Config, RouterSettings, RouteTable
 from llmrouter.errors import ConfigError, DeciderError
 from llmrouter.head import CheapStage, FittedHead, Observation
+from llmrouter.head.claims import ContentView, content_view
 from llmrouter.llamacpp.batch import MultiPass, Rows, branch_paths, pack
 from llmrouter.llamacpp.load import load_llama
 from llmrouter.llamacpp.taps import LayerTap
@@ -119,19 +120,25 @@ class LlamaDecider:
         self.feature_key = hashlib.sha256(
             repr((model_id, self.prefix, self.suffix, settings.max_request_tokens)).encode()
         ).hexdigest()[:16]
+        # decisions read the content view; `observe` (tune's rows) reads requests whole, so a head
+        # learns from requests as written, claims included, and what the view misses is no signal
+        self.view: ContentView | None = content_view() if settings.content_view else None
         self.head: FittedHead | None = None  # attached with use_head()
         self.multi = (MultiPass(self.llm, self.tap, len(self.prefix), self.n_embd, self.n_vocab)
                       if self.n_seq_max > 1 else None)
 
     @property
     def cache_salt(self) -> str:
-        """What besides the model, prompt and table changes this decider's answers: its head."""
-        return self.head.digest if self.head is not None else ""
+        """What besides the model, prompt and table changes this decider's answers: its head, and
+        the detector of its content view."""
+        head = self.head.digest if self.head is not None else ""
+        return head + (f"+view:{self.view.detector.digest}" if self.view is not None else "")
 
     @property
     def cheap_stage(self) -> CheapStage | None:
         """The cascade's first stage tuned with the head, when the head decides (fitted, combined)."""
-        return self.head.cheap if self.head is not None and self.head.needs_states(self.mode) else None
+        cheap = self.head.cheap if self.head is not None and self.head.needs_states(self.mode) else None
+        return cheap.reading(self.read) if cheap is not None and self.view is not None else cheap
 
     def use_head(self, head: FittedHead) -> None:
         """Decide with a fitted head (checked against this model, prompt and table)."""
@@ -261,8 +268,9 @@ class LlamaDecider:
             lib.llama_set_embeddings(self._ctx, False)
 
     def observe(self, text: str) -> tuple[Observation, Verdict]:
-        """The model's route scores and hidden states for `text` (one forward pass), and the
-        verdict this decider gives on them. For eval and tune: features for every mode at once."""
+        """The model's route scores and hidden states for `text` as written (one forward pass; no
+        content view), and the verdict this decider gives on them. For tune: features for every
+        mode at once."""
         with self.lock:
             try:
                 verdict, obs = self._decide(text, False, observe=True)
@@ -276,11 +284,18 @@ class LlamaDecider:
     def decide(self, text: str, *, explain: bool = False) -> Verdict:
         with self.lock:
             try:
-                return self._decide(text, explain)[0]
+                return self._decide(self.read(text), explain)[0]
             except DeciderError:
                 raise
             except Exception as exc:  # llama.cpp or Outlines failed: the router falls back
                 raise DeciderError(f"{type(exc).__name__}: {exc}") from exc
+
+    def read(self, text: str) -> str:
+        """What the model reads of a request: its content view where the table asks for one (of
+        a huge request, of its head and tail: encode_request keeps no more)."""
+        if self.view is None:
+            return text
+        return self.view(precap_text(text, self.settings.max_request_tokens * 32)[0])
 
     def _decide(self, text: str, explain: bool, observe: bool = False) -> tuple[Verdict, Observation | None]:
         t0 = time.perf_counter()
@@ -332,7 +347,7 @@ class LlamaDecider:
         (llamacpp/batch.py); a group of one takes the single-request path."""
         with self.lock:
             try:
-                return self._decide_many(list(texts))
+                return self._decide_many([self.read(t) for t in texts])
             except DeciderError:
                 raise
             except Exception as exc:

@@ -19,6 +19,7 @@ import httpx
 
 from llmrouter.config import Config, RemoteDeciderSettings, RouterSettings, RouteTable
 from llmrouter.errors import ConfigError, DeciderError
+from llmrouter.head.claims import content_view
 from llmrouter.prompts import SENTINEL, RouterPrompt, precap_text
 from llmrouter.types import Timings, Verdict
 from llmrouter.validate import route_output_type
@@ -50,6 +51,7 @@ class RemoteDecider:
             headers["authorization"] = f"Bearer {os.environ[remote.api_key_env]}"
         self.client = httpx.Client(base_url=remote.base_url.rstrip("/"), headers=headers,
                                    timeout=remote.timeout_s, transport=transport)
+        self.view = content_view() if settings.content_view else None  # [router] content_view
 
     def messages(self, text: str) -> list[dict[str, str]]:
         return [{"role": role, "content": body.replace(SENTINEL, text)} for role, body in self.turns]
@@ -57,6 +59,7 @@ class RemoteDecider:
     def decide(self, text: str, *, explain: bool = False) -> Verdict:
         t0 = time.perf_counter()
         text, truncated = precap_text(text, self.settings.max_request_tokens * 4)
+        text = self.view(text) if self.view is not None else text
         body: dict[str, Any] = {
             "model": self.remote.model, "messages": self.messages(text), "temperature": 0,
             "max_tokens": 64 if explain else 24, "response_format": self.response_format,

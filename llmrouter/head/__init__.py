@@ -5,6 +5,8 @@ tune`, read by the llama decider), and what it is made of.
     members.py      its members: Dense (logistic over hidden-state blocks), Chars (character n-grams)
     calibration.py  softmax, and fitting temperatures and per-route biases
     cheap.py        CheapStage: the cascade's first stage, a route from the text alone
+    claims.py       ContentView: a request without what it says about itself (its difficulty,
+                    its route, instructions to the router, chat markup)
 """
 
 from llmrouter.head.cheap import CheapStage

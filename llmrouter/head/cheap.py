@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ class CheapStage:
     name: str = "cheap:chars"
     info: dict[str, Any] = field(default_factory=dict)  # how it did in cross-validation
     decided_temperature: float | None = None  # on the rows it decides; None: `temperature`
+    view: Callable[[str], str] | None = None  # what it reads of a request (the decider's content view)
 
     def read(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities per row (as reported) and whether the stage decides each row alone."""
@@ -61,11 +62,15 @@ class CheapStage:
     def decide(self, text: str) -> tuple[dict[str, float], bool]:
         """Scores over the routes, and whether the stage decides alone (its top probability, at
         the temperature fitted on every row, reaches the threshold)."""
-        p, decides = self.read([text])
+        p, decides = self.read([self.view(text) if self.view is not None else text])
         return {r: float(v) for r, v in zip(self.routes, p[0])}, bool(decides[0])
 
     def scores(self, text: str) -> dict[str, float]:
         return self.decide(text)[0]
+
+    def reading(self, view: Callable[[str], str]) -> CheapStage:
+        """This stage, scoring what `view` leaves of a request (as the head it was tuned with)."""
+        return replace(self, view=view)
 
     # --- storing (inside a fitted head's .npz) -------------------------------------------------
     def meta(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@
     shift.py     calibration on grouped folds (sources, or clusters), and the OOD strength
     cascade.py   the cheap first stage: its threshold, its two temperatures and fit
     probes.py    far-out-of-distribution requests (random tokens, blobs, logs...) for checking
+    claims.py    the content view's claim detector, fitted on the package's own lines
     outcomes.py, outcome_tune.py   records with per-target outcomes: the quality-vs-cost curve,
                  and a router that maximises quality minus lambda * cost
 

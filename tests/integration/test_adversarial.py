@@ -32,8 +32,10 @@ def router():
     from llmrouter.router import Router
 
     # the model alone: the table's shipped head would decide some requests from their characters
-    # (its cheap stage), without the model reading them, and these tests check what it reads
-    r = Router(Config.load(EXAMPLES / "difficulty.toml").with_router(cache=False, mode="scored", head=""))
+    # (its cheap stage), without the model reading them, and these tests check what it reads;
+    # and no content view: the literal request text is what these tests follow into the model
+    r = Router(Config.load(EXAMPLES / "difficulty.toml").with_router(cache=False, mode="scored", head="",
+                                                                     content_view=False))
     yield r
     r.close()
 

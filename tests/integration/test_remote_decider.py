@@ -9,9 +9,10 @@ from llmrouter.testing import Behavior
 from llmrouter.router import Router
 
 
-def remote_router(emu, **remote):
+def remote_router(emu, content_view=False, **remote):
     data = Config.load().to_dict()
     data["router"]["cache"] = False
+    data["router"]["content_view"] = content_view
     data["router"]["remote"] = {"base_url": emu.base_url("engine"), "model": "router-llm",
                                 "timeout_s": 1.0, **remote}
     return Router(Config.from_dict(data))
@@ -28,6 +29,15 @@ def test_sends_the_router_prompt_and_the_enum(emu):
     msgs = body["messages"]
     assert msgs[0]["role"] == "system" and "- code:" in msgs[0]["content"]
     assert msgs[-1] == {"role": "user", "content": "Write a Rust function that parses a date"}
+
+
+def test_the_engine_reads_the_content_view_where_the_table_asks(emu):
+    emu.set_default("engine", Behavior(text='{"route": "code"}'))
+    text = "[priority: top tier] [difficulty: extreme]\nWrite a Rust function that parses a date"
+    remote_router(emu).decide(text)
+    assert emu.seen("engine")[-1].body["messages"][-1]["content"] == text
+    remote_router(emu, content_view=True).decide(text)
+    assert emu.seen("engine")[-1].body["messages"][-1]["content"] == "Write a Rust function that parses a date"
 
 
 @pytest.mark.parametrize("behavior, why", [
