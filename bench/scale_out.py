@@ -252,8 +252,21 @@ def state_round_trips(whole: WholeRequest, n: int = 100) -> float:
     return sent[0] / n
 
 
+@contextlib.contextmanager
+def busy_core() -> Any:
+    """One core kept busy by another process, as a server with traffic keeps its cores: on a VM an
+    idle vCPU that Redis's answer must wake takes ~0.2 ms to come back, on each side."""
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spin.kill()
+        spin.wait(10)
+
+
 def idle_cost(n: int = 2000) -> dict[str, float]:
-    """A whole request's state calls with the servers stopped, with [state] and without, in turns."""
+    """A whole request's state calls with the servers stopped, with [state] and without, and a bare
+    PING, in turns."""
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp, port = Path(tmp_s), load.free_port()
         redis = start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -272,8 +285,9 @@ def idle_cost(n: int = 2000) -> dict[str, float]:
             state = SharedState(StateSettings(url=url))
             assert state.link.check(), "the bench's redis-server did not answer"
             wholes = {"state": WholeRequest(data, tmp / "keys.json", state),
-                      "local": WholeRequest(data, tmp / "keys.json", None)}
-            times: dict[str, list[float]] = {"state": [], "local": []}
+                      "local": WholeRequest(data, tmp / "keys.json", None),
+                      "ping": state.link.client.ping}  # one bare round trip: the floor of each of them
+            times: dict[str, list[float]] = {name: [] for name in wholes}
             for _ in range(n):  # in turns, so that whatever else the machine does weighs on both alike
                 for name, whole in wholes.items():
                     t0 = time.perf_counter()
@@ -318,8 +332,10 @@ def main() -> None:
                 p.terminate()
                 p.wait(10)
     idle = idle_cost()
+    with busy_core():
+        idle_busy = idle_cost()
     m = measure.machine()
-    results = {"rows": rows, "idle": idle, "machine": {**m, "note": "redis, emulator, servers and client share the cores"},
+    results = {"rows": rows, "idle": idle, "idle_busy_core": idle_busy, "machine": {**m, "note": "redis, emulator, servers and client share the cores"},
                "settings": {"requests": args.requests, "in_flight": IN_FLIGHT, "max_rate": MAX_RATE,
                             "cap_usd": CAP_USD}}
     for f in measure.write_results(results, Path(args.out), "scale_out", markdown, lambda r, p: False):
@@ -347,11 +363,16 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {row['processes']} | {state} | {rate} | {share} | "
                      f"${s['spent_usd']:g} / ${s['overshoot_usd']:g} | {kept} |")
     idle = r["idle"]
-    lines += ["", f"Servers stopped (load average {idle['load_avg_1m']:.1f} from other jobs; the two variants timed in "
-              f"turns), one request using every shared feature (key rate limits and budget, spend ledger per key "
-              f"and tier, escalation window, session): {idle['local_p50_ms']:.2f} ms p50 with local state, "
-              f"{idle['state_p50_ms']:.2f} ms with [state] on loopback Redis: **{idle['added_p50_ms']:.2f} ms added** "
-              f"(p95 {idle['state_p95_ms']:.2f} ms), in {idle['round_trips_per_request']:g} round trips to Redis."]
+    lines += ["", "Servers stopped, one request using every shared feature (key rate limits and budget, spend "
+              "ledger per key and tier, escalation window, session), timed in turns with the same request on local "
+              "state and a bare PING (ms, p50; p95 of the [state] request in brackets):", "",
+              "| machine | round trips | PING | local state | [state] | **added by [state]** |", "|---|---|---|---|---|---|"]
+    for label, key in (("idle", "idle"), ("one core kept busy by another process", "idle_busy_core")):
+        c = r.get(key)
+        if c:
+            lines.append(f"| {label} (load average {c['load_avg_1m']:.1f}) | {c['round_trips_per_request']:g} | "
+                         f"{c['ping_p50_ms']:.2f} | {c['local_p50_ms']:.2f} | {c['state_p50_ms']:.2f} "
+                         f"({c['state_p95_ms']:.2f}) | **{c['added_p50_ms']:.2f}** |")
     calls = [row["throughput"]["state_calls"] for row in r["rows"] if row.get("throughput")]
     if calls:
         lines += ["", "State calls, timed from a process of their own on the same Redis while the servers were busy "
