@@ -10,7 +10,8 @@ link.batch():` sends them together, pipelined, when it closes), and reads a step
 together through `read_all`. A served request costs four round trips (tests/integration/test_state_round_trips.py).
 
 Why the synchronous client: the policy, the key meter and the breakers are synchronous and run on
-the event loop inside a request; a loopback call costs ~0.1 ms, and the socket timeout bounds the
+the event loop inside a request; a loopback call costs ~0.1 ms (0.5 ms when it must wake an idle
+vCPU: bench/results/scale_out.md), and the socket timeout bounds the
 worst case (once an outage: then the process stops asking until a probe finds Redis back). An
 asyncio client would make every one of those call sites async, or double them (a sync and an async
 form), for no gain in latency.
@@ -159,9 +160,9 @@ class Link:
             self._down(exc)
             return default
 
-    def read(self, first: Read[T]) -> T:
+    def read(self, one: Read[T]) -> T:
         """One value that may need Redis (several at once: read_all)."""
-        return read_all(self, [first])[0]
+        return read_all(self, [one])[0]
 
     def later(self, write: Write) -> None:
         """Send `write` with the batch open in this context, or now when there is none."""
