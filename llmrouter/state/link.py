@@ -11,10 +11,9 @@ together through `read_all`. A served request costs four round trips (tests/inte
 
 Why the synchronous client: the policy, the key meter and the breakers are synchronous and run on
 the event loop inside a request; a loopback call costs ~0.1 ms (0.5 ms when it must wake an idle
-vCPU: bench/results/scale_out.md), and the socket timeout bounds the
-worst case (once an outage: then the process stops asking until a probe finds Redis back). An
-asyncio client would make every one of those call sites async, or double them (a sync and an async
-form), for no gain in latency.
+vCPU: bench/results/scale_out.md), and the socket timeout bounds the worst case (once an outage:
+then the process stops asking until a probe finds Redis back). An asyncio client would make every
+one of those call sites async, or double them (a sync and an async form), for no gain in latency.
 """
 
 from __future__ import annotations
