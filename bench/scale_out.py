@@ -36,6 +36,7 @@ from llmrouter_bench import load, measure  # noqa: E402
 
 from llmrouter.config import Config, StateSettings  # noqa: E402
 from llmrouter.state import SharedState  # noqa: E402
+from llmrouter.state.link import batch_on  # noqa: E402
 
 STRONG = ("code", "math", "reasoning")  # the costlier tier; every other route is the cheap one
 MAX_RATE, CAP_USD, IN_FLIGHT = 0.2, 20.0, 8
@@ -108,7 +109,7 @@ class WholeRequest:
         self.policy.before(req)
         self.policy.after(req, Decision(route="translation", source="model", confidence=0.5,
                                         scores={"translation": 0.5, "code": 0.5}))
-        with self.state.link.batch() if self.state else contextlib.nullcontext():  # as the server settles
+        with batch_on(self.state.link if self.state else None):  # as the server settles
             self.policy.settle(req, self.target, 10, 1)
             self.meter.settle(self.key, 11, 0.000001)
 

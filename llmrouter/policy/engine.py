@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from llmrouter.policy.limits import RateWindow, SpendLedger, caller_key, key_lab
 from llmrouter.policy.rules import RuleSet
 from llmrouter.policy.sessions import SessionRoutes
 from llmrouter.policy.tiers import Ladder
-from llmrouter.state.link import Read, read_all
+from llmrouter.state.link import Read, batch_on, read_all
 from llmrouter.types import Decision, Request
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class RoutingPolicy:
 
     def _batched(self) -> AbstractContextManager[None]:
         """Writes that count at once (the escalation window, the session), in one round trip."""
-        return self.state.link.batch(join=False) if self.state is not None else nullcontext()
+        return batch_on(self.state.link if self.state is not None else None, join=False)
 
     # --- before the model ------------------------------------------------------------------
     def before(self, request: Request) -> PreDecision | None:

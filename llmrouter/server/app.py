@@ -46,6 +46,7 @@ from llmrouter.server.metrics import ServerMetrics
 from llmrouter.server.stats_recorder import Recorder
 from llmrouter.server.stats_store import StatsStore
 from llmrouter.server.wire import HTTPError
+from llmrouter.state.link import batch_on
 from llmrouter.types import Completion, Request
 
 log = structlog.get_logger("llmrouter")
@@ -76,7 +77,7 @@ class AppState:
 
     def charges(self, router: Router) -> contextlib.AbstractContextManager[None]:
         """Where an answer's charges to shared state wait to go together (nothing without [state])."""
-        return router.state.link.batch() if router.state is not None else contextlib.nullcontext()
+        return batch_on(router.state.link if router.state is not None else None)
 
     def pick(self, model: str) -> Router:
         """The router a request's `model` names: router:<table>, else the default table's."""

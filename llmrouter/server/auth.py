@@ -23,13 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from llmrouter.errors import ConfigError
+from llmrouter.state.link import Read, batch_on, read_all
 
 if TYPE_CHECKING:
     from llmrouter.state import SharedState
@@ -219,18 +219,18 @@ class Meter:
         self.requests: RequestRate | SharedRequestRate
         self.tokens: RequestRate | SharedRequestRate
         self.spend: Spend | SharedSpend
-        self.state = state
+        self.shared: tuple[SharedState, SharedSpend, SharedRequestRate, SharedRequestRate] | None = None
         if state is None:
             self.requests, self.tokens, self.spend = RequestRate(), RequestRate(), Spend(keys.path)
         else:
             spend, tokens, requests = state.key_spend(), state.request_rate("tpm"), state.request_rate("rpm")
             self.requests, self.tokens, self.spend = requests, tokens, spend
-            self._shared = (state, spend, tokens, requests)
+            self.shared = (state, spend, tokens, requests)
 
     def admit(self, record: KeyRecord) -> None:
         """Raise 429 when the key is past its budget, or its token or request rate; counts the request."""
-        if self.state is not None:
-            return self._admit_shared(record, *self._shared)
+        if self.shared is not None:
+            return self._admit_shared(record, *self.shared)
         if record.budget_usd and self.spend.spent_usd(record.id) >= record.budget_usd:
             raise _budget_spent(record)
         wait = self.tokens.admit(record.id, record.tpm, weight=0)
@@ -245,8 +245,6 @@ class Meter:
                       requests: SharedRequestRate) -> None:
         """The same checks in one round trip: the request is counted with them, and given back
         when the budget or the token rate refuses it."""
-        from llmrouter.state.link import Read, read_all
-
         spent, tokens_wait, requests_wait = read_all(state.link, [
             spend.spent_read(record.id) if record.budget_usd else Read.known(0.0),
             tokens.admit_read(record.id, record.tpm, weight=0),
@@ -261,7 +259,7 @@ class Meter:
             raise _too_many(f"{record.rpm} requests", requests_wait)
 
     def settle(self, record: KeyRecord, tokens: int, usd: float) -> None:
-        with self.state.link.batch() if self.state is not None else nullcontext():  # one round trip
+        with batch_on(self.shared[0].link if self.shared is not None else None):  # one round trip
             self.tokens.add(record.id, tokens)
             self.spend.charge(record.id, usd)
 

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -190,10 +190,13 @@ class Link:
         if not writes:
             return
         answers = self.call(lambda r: _pipelined(r, [w.op for w in writes]), None)
-        for write, answer in zip(writes, answers or [None] * len(writes)):
-            if answers is None and write.failed is not None:
-                write.failed()
-            elif answers is not None and write.done is not None:
+        if answers is None:
+            for write in writes:
+                if write.failed is not None:
+                    write.failed()
+            return
+        for write, answer in zip(writes, answers):
+            if write.done is not None:
                 write.done(answer)
 
     def check(self) -> bool:
@@ -236,6 +239,11 @@ class Link:
             self.client.close()
         except self.errors:
             pass
+
+
+def batch_on(link: Link | None, join: bool = True) -> AbstractContextManager[None]:
+    """`link.batch(join)`, or nothing to batch without shared state."""
+    return link.batch(join) if link is not None else nullcontext()
 
 
 def _pipelined(client: Any, ops: list[Callable[[Any], Any]]) -> list[Any]:
