@@ -59,15 +59,18 @@ ROWS = [
 ]
 
 
+def written(folder, name: str, table: str, records: list[dict]):
+    """A route table and its JSONL data in `folder`: (table path, data path)."""
+    (folder / f"{name}.toml").write_text(table)
+    (folder / f"{name}.jsonl").write_text("\n".join(json.dumps(x) for x in records) + "\n")
+    return folder / f"{name}.toml", folder / f"{name}.jsonl"
+
+
 @pytest.fixture
 def files(tmp_path):
-    table = tmp_path / "routes.toml"
-    table.write_text(TABLE)
-    data = tmp_path / "data.jsonl"
     lines = [{"prompt": t, "label": lab, "source": f"s{i % 3}"} for i, (t, lab) in enumerate(ROWS)]
     lines[0] = {"messages": [{"role": "user", "content": ROWS[0][0]}], "label": "code"}
-    data.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    return table, data
+    return written(tmp_path, "routes", TABLE, lines)
 
 
 def test_eval_writes_a_report(files, tmp_path):
@@ -147,17 +150,13 @@ targets = ["large", "small"]
 
 @pytest.fixture
 def outcome_files(tmp_path):
-    table = tmp_path / "outcomes.toml"
-    table.write_text(OUTCOME_TABLE)
-    data = tmp_path / "outcomes.jsonl"
     lines = []
     for i, (text, label) in enumerate(ROWS * 2):  # the small target fails code; both do the rest
         small = 0.0 if label == "code" else 1.0
         lines.append({"prompt": text if i < len(ROWS) else text + " Please.", "source": f"s{i % 3}",
                       "outcomes": {"small": {"score": small, "cost_usd": 1e-5},
                                    "large": {"score": 1.0, "cost_usd": 1e-4}}})
-    data.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    return table, data
+    return written(tmp_path, "outcomes", OUTCOME_TABLE, lines)
 
 
 def test_tune_outcomes_writes_a_router_that_never_loses_to_the_best_single_target(outcome_files, tmp_path):
