@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmrouter.state.link import Link
+from llmrouter.state.link import Link, Write
 
 
 class SharedDocuments:
@@ -23,4 +23,4 @@ class SharedDocuments:
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         body = json.dumps(value, ensure_ascii=False)
-        self.link.call(lambda r: r.set(f"{self.prefix}:{key}", body, ex=max(1, int(self.ttl_s))), None)
+        self.link.later(Write(lambda r: r.set(f"{self.prefix}:{key}", body, ex=max(1, int(self.ttl_s)))))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from llmrouter.state.link import Link
+from llmrouter.state.link import Link, Write
 
 
 class SharedFlag:
@@ -17,11 +17,11 @@ class SharedFlag:
     def raise_for(self, seconds: float) -> None:
         now = self.clock()
         self._read = (now + seconds, now)
-        self.link.call(lambda r: r.set(self.key, "1", px=max(1, int(seconds * 1000))), None)
+        self.link.later(Write(lambda r: r.set(self.key, "1", px=max(1, int(seconds * 1000)))))
 
     def lower(self) -> None:
         self._read = (0.0, self.clock())
-        self.link.call(lambda r: r.delete(self.key), None)
+        self.link.later(Write(lambda r: r.delete(self.key)))
 
     def remaining(self) -> float:
         """Seconds the flag stays raised (0: not raised, or Redis is down)."""

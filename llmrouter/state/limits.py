@@ -45,7 +45,7 @@ class SharedLedger:
         self.add_each((key,), usd)
 
     def add_each(self, keys: tuple[str, ...], usd: float) -> None:
-        """`usd` to each of `keys` (a key, its tier, its tenant) in one round trip."""
+        """`usd` to each of `keys` (a key, its tier, its tenant) in one command."""
         if usd > 0 and keys:
             self.w.add({hashed(k): usd for k in keys})
 

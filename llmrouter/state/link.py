@@ -4,10 +4,12 @@ its local default at once. The probe runs in a thread of its own every `probe_s`
 for it); on the way back it runs the rejoin hooks (scripts loaded, pending counters flushed), then
 one info line says so.
 
-Round trips are what the shared state costs a request, so they are pooled: writes whose answer
-the request does not wait for (`later`) join the batch open in this context, if any (`with
-link.batch():` sends them together, pipelined, when it closes), and reads a step needs at once go
-together through `read_all`. A served request costs four round trips (tests/integration/test_state_round_trips.py).
+Round trips are what the shared state costs a request, so it waits for as few as it can. Writes
+(`later`) are never waited for: they join the batch open in this context, if any (`with
+link.batch():` sends them together when it closes), and go out on the sender's connection, whose
+thread reads their answers (state/sender.py says why that is safe). Reads a step needs at once go
+together through `read_all`; a caller can hand its reads to another as one `Read.all`. A served
+request waits for one round trip (tests/integration/test_state_round_trips.py).
 
 Why the synchronous client: the policy, the key meter and the breakers are synchronous and run on
 the event loop inside a request; a loopback call costs ~0.1 ms (0.5 ms when it must wake an idle
@@ -30,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from llmrouter import log as logmod
 from llmrouter.config.state import StateSettings
 from llmrouter.errors import ConfigError
+from llmrouter.state.sender import Sender, Write
 
 log = logmod.get_logger("llmrouter.state")
 T = TypeVar("T")
@@ -40,41 +43,47 @@ DOWN: Any = object()  # what a Read's `finish` gets while Redis is down
 @dataclass
 class Read(Generic[T]):
     """A value that may need Redis: `op` queues its one command (None: it is known here), and
-    `finish` turns Redis's answer (DOWN while Redis is down) into the value."""
+    `finish` turns Redis's answer (DOWN while Redis is down) into the value. A read made of
+    others (`Read.all`) has `parts` instead: its `finish` gets their values."""
 
     op: Callable[[Any], Any] | None
     finish: Callable[[Any], T]
+    parts: tuple[Read[Any], ...] = ()
 
     @staticmethod
     def known(value: U) -> Read[U]:
         return Read(None, lambda _: value)
 
+    @staticmethod
+    def all(reads: list[Read[Any]]) -> Read[list[Any]]:
+        """Several reads as one, whose value is the list of theirs: what one party needs, handed
+        to another that reads it with its own (the server: the key meter's with the policy's)."""
+        return Read(None, list, tuple(reads))
+
     def then(self, convert: Callable[[T], U]) -> Read[U]:
-        return Read(self.op, lambda answer: convert(self.finish(answer)))
+        return Read(self.op, lambda answer: convert(self.finish(answer)), self.parts)
+
+    def commands(self) -> list[Callable[[Any], Any]]:
+        """The commands this read queues, its parts' in order."""
+        if self.parts:
+            return [op for part in self.parts for op in part.commands()]
+        return [self.op] if self.op is not None else []
+
+    def value(self, answers: Iterator[Any] | None) -> T:
+        """The value from the answers to `commands()` (None: Redis is down), consumed in order."""
+        if self.parts:
+            return self.finish([part.value(answers) for part in self.parts])
+        if self.op is None:
+            return self.finish(None)
+        return self.finish(DOWN if answers is None else next(answers))
 
 
 def read_all(link: Link | None, reads: list[Read[Any]]) -> list[Any]:
     """The values of `reads`, in one round trip for those that need Redis (none without a link)."""
-    needed = [r.op for r in reads if r.op is not None]
+    needed = [op for r in reads for op in r.commands()]
     answers = link.call(lambda client: _pipelined(client, needed), None) if link is not None and needed else []
-    pending = iter(answers or [])
-    values = []
-    for r in reads:
-        if r.op is None:
-            values.append(r.finish(None))
-        else:
-            values.append(r.finish(DOWN if answers is None else next(pending)))
-    return values
-
-
-@dataclass
-class Write:
-    """One command for Redis (`op` queues exactly one), what to do with its answer, and what to do
-    when Redis could not take it."""
-
-    op: Callable[[Any], Any]
-    done: Callable[[Any], None] | None = None
-    failed: Callable[[], None] | None = None
+    pending = iter(answers) if answers is not None else None
+    return [r.value(pending) for r in reads]
 
 
 @dataclass
@@ -135,8 +144,9 @@ class Link:
         self._retry_at = 0.0
         self.probing: threading.Thread | None = None  # the probe running while Redis is down
         self._lock = threading.Lock()
-        self.on_rejoin: list[Callable[[Any], None]] = [self._load_scripts]
+        self.on_rejoin: list[Callable[[Any], None]] = [self._load_scripts, lambda _: self.sender.reconnect()]
         self._scripts: dict[str, Any] = {}  # Lua text -> its registered script
+        self.sender = Sender(self.client, self.errors, self._down, lambda op: self.call(op, None))
 
     def script(self, text: str) -> Any:
         """A Lua script, loaded into Redis now (and again on rejoining), so that its first
@@ -186,18 +196,20 @@ class Link:
             self.send(batch.close())
 
     def send(self, writes: list[Write]) -> None:
-        """The writes in one round trip; each one's `done` gets its answer, or each `failed` runs."""
+        """The writes in one send, without waiting for their answers (state/sender.py): each
+        one's `done` gets its answer later, or each `failed` runs (now, while Redis is down)."""
         if not writes:
             return
-        answers = self.call(lambda r: _pipelined(r, [w.op for w in writes]), None)
-        if answers is None:
+        if not self.up and not self._rejoin():
             for write in writes:
                 if write.failed is not None:
                     write.failed()
             return
-        for write, answer in zip(writes, answers):
-            if write.done is not None:
-                write.done(answer)
+        self.sender.send(writes)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Whether the answers to every write sent so far were read (and handed on) in time."""
+        return self.sender.flush(timeout_s)
 
     def check(self) -> bool:
         """Whether Redis answers now (a PING; a failure marks it down)."""
@@ -235,6 +247,7 @@ class Link:
         log.info("shared state back: rejoined", url=self.settings.safe_url())
 
     def close(self) -> None:
+        self.sender.close()
         try:
             self.client.close()
         except self.errors:

@@ -89,7 +89,7 @@ class SharedSessions:
 
     def forget(self, session: str) -> None:
         self.forget_local(session)
-        self.link.call(lambda r: r.delete(self._key(session)), None)
+        self.link.later(Write(lambda r: r.delete(self._key(session))))
 
     def __len__(self) -> int:
         return len(self._local)
