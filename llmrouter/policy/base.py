@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from llmrouter.config import Target
+from llmrouter.state.link import Read
 from llmrouter.types import Decision, Request
 
 
@@ -25,6 +26,11 @@ class PreDecision:
 
 class Policy(Protocol):
     """Everything a routing policy is asked, in the order a request meets it."""
+
+    def prefetch(self, request: Request) -> Read[None]:
+        """What `before` will read from shared state, to be read by the caller with its own reads
+        (in one round trip); `before` then uses it."""
+        ...
 
     def before(self, request: Request) -> PreDecision | None:
         """Before the cache and the model: decide outright, narrow the routes, or pass (None)."""
@@ -53,6 +59,9 @@ class Policy(Protocol):
 
 class NoPolicy:
     """The policy of a table without policy sections: every hook passes the request through."""
+
+    def prefetch(self, request: Request) -> Read[None]:
+        return Read.known(None)
 
     def before(self, request: Request) -> PreDecision | None:
         return None

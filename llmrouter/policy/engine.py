@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,7 @@ class RoutingPolicy:
             self.sessions = state.sessions(table, p.stickiness.ttl_s, p.stickiness.max_sessions)
 
     def _batched(self) -> AbstractContextManager[None]:
-        """Writes that count at once (the escalation window, the session), in one round trip."""
+        """Writes that count at once (the escalation window, the session), sent together now."""
         return batch_on(self.state.link if self.state is not None else None, join=False)
 
     # --- before the model ------------------------------------------------------------------
@@ -93,7 +94,7 @@ class RoutingPolicy:
             if above:
                 allowed, notes = above, notes + (f"floor:{surface_name}",)
         session = str(request.metadata.get("session") or "")
-        over, sticky = self._read(request, session if out.route is None else "")
+        over, sticky = self._read(request)
         capped = over is not None
         if over is not None:
             allowed, notes = self._on_spend_cap(over, request, allowed, floor), notes + ("cap:spend",)
@@ -103,7 +104,7 @@ class RoutingPolicy:
             return PreDecision(decision=Decision(route=out.route, source="rule", reason=f"rule {out.rule}",
                                                  rule=out.rule, policy=notes))
         if self.sessions is not None and session:
-            route = sticky if out.route is None else self.sessions.get(session)
+            route = sticky
             if route in self.config.table.names and (allowed is None or route in allowed):
                 return PreDecision(decision=Decision(route=route, source="rule", reason="session stickiness",
                                                      rule="sticky", policy=notes + ("sticky",)))
@@ -126,15 +127,32 @@ class RoutingPolicy:
             caps.append(("tier", "tier:" + tier, b.per_tier[tier]))
         return caps
 
-    def _read(self, request: Request, session: str) -> tuple[tuple[str, float, float] | None, str | None]:
+    def prefetch(self, request: Request) -> Read[None]:
+        """What `before` reads from shared state, as a Read for a caller to send with its own (the
+        server sends it with the key meter's checks: one round trip for both). `before` then uses
+        the value read, in this context, for this same request."""
+        return self._state_read(request).then(lambda value: _hold(request, value))
+
+    def _read(self, request: Request) -> tuple[tuple[str, float, float] | None, str | None]:
         """The first spend cap the caller is over (scope, cap, seconds until it may spend again),
-        and the session's route: one round trip to shared state for both."""
+        and the session's route: prefetched, or read now in one round trip for both."""
+        held = _ahead.get()
+        if held is not None and held[0] is request:
+            _ahead.set(None)
+            return held[1]
+        return read_all(self.state.link if self.state is not None else None, [self._state_read(request)])[0]
+
+    def _state_read(self, request: Request) -> Read[tuple[tuple[str, float, float] | None, str | None]]:
         caps = self._caps(request)
+        session = str(request.metadata.get("session") or "")
         spent = self.ledger.usage_read([name for _, name, _ in caps]) if caps else Read.known([])
         route = self.sessions.get_read(session) if self.sessions is not None and session else Read.known(None)
-        usage, sticky = read_all(self.state.link if self.state is not None else None, [spent, route])
-        over = next(((scope, cap, retry) for (scope, _, cap), (used, retry) in zip(caps, usage) if used >= cap), None)
-        return over, sticky
+
+        def over_and_sticky(values: list[Any]) -> tuple[tuple[str, float, float] | None, str | None]:
+            usage, sticky = values
+            over = next(((scope, cap, retry) for (scope, _, cap), (used, retry) in zip(caps, usage) if used >= cap), None)
+            return over, sticky
+        return Read.all([spent, route]).then(over_and_sticky)
 
     def _on_spend_cap(self, over: tuple[str, float, float], request: Request, allowed: tuple[str, ...] | None,
                       floor: int) -> tuple[str, ...]:
@@ -225,7 +243,7 @@ class RoutingPolicy:
     def _finish(self, request: Request, decision: Decision, route: str, steps: list[str], reasons: list[str],
                 up: bool) -> Decision:
         surface = str(request.metadata.get("surface") or "")
-        with self._batched():  # the window's count and the session: one round trip, now
+        with self._batched():  # the window's count and the session: sent now, unwaited
             if self.ladder.tiered:
                 self.window.record(surface, up)
             session = request.metadata.get("session")
@@ -296,6 +314,14 @@ class RoutingPolicy:
         session = request.metadata.get("session")
         if self.sessions is not None and session:
             self.sessions.forget(str(session))
+
+
+# what `prefetch` read for a request, until its `before` (each HTTP request runs in its own context)
+_ahead: ContextVar[tuple[Request, Any] | None] = ContextVar("llmrouter_policy_ahead", default=None)
+
+
+def _hold(request: Request, value: Any) -> None:
+    _ahead.set((request, value))
 
 
 def build_policy(config: Config, state: SharedState | None = None) -> Policy:

@@ -46,7 +46,7 @@ from llmrouter.server.metrics import ServerMetrics
 from llmrouter.server.stats_recorder import Recorder
 from llmrouter.server.stats_store import StatsStore
 from llmrouter.server.wire import HTTPError
-from llmrouter.state.link import batch_on
+from llmrouter.state.link import batch_on, read_all
 from llmrouter.types import Completion, Request
 
 log = structlog.get_logger("llmrouter")
@@ -64,11 +64,25 @@ class AppState:
     meter: Meter | None = None  # the keys' rates and spend
     dashboard: dash.Dashboard | None = None  # /dashboard, /v1/stats and their store
 
-    def caller(self, request: HTTPRequest, count: bool = False) -> KeyRecord | None:
-        """The authenticated key (None without keys); raises 401, or 429 when `count`ed past its limits."""
+    def caller(self, request: HTTPRequest) -> KeyRecord | None:
+        """The authenticated key (None without keys); raises 401 (its limits: `admit`)."""
         if self.keys is None:
             return None
-        return authenticate(self.keys, self.meter if count else None, request.headers)
+        return authenticate(self.keys, request.headers)
+
+    def admit(self, key: KeyRecord | None, router: Router, req: Request, model: str) -> None:
+        """Count the request against its key's limits (429 past one), reading with it what the
+        routing policy will read before the model: one round trip for both."""
+        if key is None or self.meter is None:
+            return
+        admission = self.meter.admission(key)
+        link = router.state.link if router.state is not None else None
+        if asks_for_routing(model) and link is self.meter.link:
+            refusal = read_all(link, [admission, router.policy.prefetch(req)])[0]
+        else:
+            refusal = read_all(self.meter.link, [admission])[0]
+        if refusal is not None:
+            raise refusal
 
     def settle(self, key: KeyRecord | None, done: Completion | None) -> None:
         """Charge an answer to the key that asked for it (tokens per minute, spend)."""
@@ -167,7 +181,7 @@ async def chat(request: HTTPRequest) -> Response:
     metrics.in_flight += 1
     route, status, req, decision = "", 200, None, None
     try:
-        key = state.caller(request, count=True)
+        key = state.caller(request)
         body = await wire.read_body(request, state.max_body_bytes)
         router = state.pick(body.model)
         meta = wire.http_metadata(request.headers, body.metadata, body.tools)
@@ -181,6 +195,7 @@ async def chat(request: HTTPRequest) -> Response:
             req = Request.of({"messages": body.messages, "metadata": meta})
         except RequestError as exc:
             raise HTTPError(400, exc.message, code="invalid_request") from None
+        state.admit(key, router, req, body.model)
         deadline = wire.deadline(request, state.default.fallback.deadline_s)
         if body.stream:
             stream = await router.open_stream(req, model=body.model, deadline_s=deadline, allowed=allowed,
@@ -193,7 +208,7 @@ async def chat(request: HTTPRequest) -> Response:
                 media_type="text/event-stream",
                 headers={**wire.meta_headers(stream.decision, stream.target, stream.attempts),
                          "cache-control": "no-cache"})
-        with state.charges(router):  # the route's ledger and the key's tokens and spend: one round trip
+        with state.charges(router):  # the route's ledger and the key's tokens and spend: sent together
             done = await router.acomplete(req, model=body.model, deadline_s=deadline, allowed=allowed, **body.params())
             state.settle(key, done)
         route = done.route or ""

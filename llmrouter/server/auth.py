@@ -24,12 +24,12 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from llmrouter.errors import ConfigError
-from llmrouter.state.link import Read, batch_on, read_all
+from llmrouter.state.link import Link, Read, batch_on, read_all
 
 if TYPE_CHECKING:
     from llmrouter.state import SharedState
@@ -227,39 +227,50 @@ class Meter:
             self.requests, self.tokens, self.spend = requests, tokens, spend
             self.shared = (state, spend, tokens, requests)
 
+    @property
+    def link(self) -> Link | None:
+        """The Redis link the key's counts go through (None: counted in this process)."""
+        return self.shared[0].link if self.shared is not None else None
+
     def admit(self, record: KeyRecord) -> None:
         """Raise 429 when the key is past its budget, or its token or request rate; counts the request."""
+        refusal = read_all(self.link, [self.admission(record)])[0]
+        if refusal is not None:
+            raise refusal
+
+    def admission(self, record: KeyRecord) -> Read[Exception | None]:
+        """`admit` as a Read whose value is the refusal (None: admitted and counted), to go with
+        other reads in one round trip."""
         if self.shared is not None:
-            return self._admit_shared(record, *self.shared)
+            return self._shared_admission(record, *self.shared)
         if record.budget_usd and self.spend.spent_usd(record.id) >= record.budget_usd:
-            raise _budget_spent(record)
+            return Read.known(_budget_spent(record))
         wait = self.tokens.admit(record.id, record.tpm, weight=0)
         if wait is not None:
-            raise _too_many(f"{record.tpm} tokens", wait)
+            return Read.known(_too_many(f"{record.tpm} tokens", wait))
         wait = self.requests.admit(record.id, record.rpm)
-        if wait is not None:
-            raise _too_many(f"{record.rpm} requests", wait)
+        return Read.known(_too_many(f"{record.rpm} requests", wait) if wait is not None else None)
 
     @staticmethod
-    def _admit_shared(record: KeyRecord, state: SharedState, spend: SharedSpend, tokens: SharedRequestRate,
-                      requests: SharedRequestRate) -> None:
-        """The same checks in one round trip: the request is counted with them, and given back
-        when the budget or the token rate refuses it."""
-        spent, tokens_wait, requests_wait = read_all(state.link, [
-            spend.spent_read(record.id) if record.budget_usd else Read.known(0.0),
-            tokens.admit_read(record.id, record.tpm, weight=0),
-            requests.admit_read(record.id, record.rpm)])
-        refusal = (_budget_spent(record) if record.budget_usd and spent >= record.budget_usd else
-                   _too_many(f"{record.tpm} tokens", tokens_wait) if tokens_wait is not None else None)
-        if refusal is not None:
-            if requests_wait is None and record.rpm > 0:
-                requests.give_back(record.id, 1)
-            raise refusal
-        if requests_wait is not None:
-            raise _too_many(f"{record.rpm} requests", requests_wait)
+    def _shared_admission(record: KeyRecord, state: SharedState, spend: SharedSpend, tokens: SharedRequestRate,
+                          requests: SharedRequestRate) -> Read[Exception | None]:
+        """The same checks read together: the request is counted with them, and given back when
+        the budget or the token rate refuses it."""
+        def refusal(values: list[Any]) -> Exception | None:
+            spent, tokens_wait, requests_wait = values
+            refused = (_budget_spent(record) if record.budget_usd and spent >= record.budget_usd else
+                       _too_many(f"{record.tpm} tokens", tokens_wait) if tokens_wait is not None else None)
+            if refused is not None:
+                if requests_wait is None and record.rpm > 0:
+                    requests.give_back(record.id, 1)
+                return refused
+            return _too_many(f"{record.rpm} requests", requests_wait) if requests_wait is not None else None
+        return Read.all([spend.spent_read(record.id) if record.budget_usd else Read.known(0.0),
+                         tokens.admit_read(record.id, record.tpm, weight=0),
+                         requests.admit_read(record.id, record.rpm)]).then(refusal)
 
     def settle(self, record: KeyRecord, tokens: int, usd: float) -> None:
-        with batch_on(self.shared[0].link if self.shared is not None else None):  # one round trip
+        with batch_on(self.link):  # sent together
             self.tokens.add(record.id, tokens)
             self.spend.charge(record.id, usd)
 
@@ -278,9 +289,8 @@ def _budget_spent(record: KeyRecord) -> Exception:
                      code="insufficient_quota")
 
 
-def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]) -> KeyRecord:
-    """The caller's key record; 401 when the key is missing or unknown, 429 past its limits (when
-    `meter` counts this request)."""
+def authenticate(keys: KeyStore, headers: Mapping[str, str]) -> KeyRecord:
+    """The caller's key record; 401 when the key is missing or unknown (its limits: Meter.admit)."""
     from llmrouter.server.wire import HTTPError
 
     token = bearer(headers)
@@ -288,8 +298,6 @@ def authenticate(keys: KeyStore, meter: Meter | None, headers: Mapping[str, str]
     if record is None:
         raise HTTPError(401, "missing or unknown API key: send `Authorization: Bearer <llmrouter key>` "
                         "(create one with `llmrouter keys create`)", code="invalid_api_key")
-    if meter is not None:
-        meter.admit(record)
     return record
 
 

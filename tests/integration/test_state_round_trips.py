@@ -1,11 +1,13 @@
 """What a request costs the shared state, counted in round trips to a real redis-server: writes
-made inside a batch go together when it closes, a script Redis forgot is loaded again on the way,
-and a whole request (key meter, policy before and after the model, settling) takes five."""
+made inside a batch go together when it closes, unwaited, their answers read by the sender's
+thread; a script Redis forgot is loaded again on the way; and a whole request (key meter and
+policy before the model, the writes after it and after the answer) waits for one round trip."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +16,42 @@ import pytest
 
 from llmrouter.config import Config, StateSettings
 from llmrouter.state import SharedState
-from llmrouter.state.link import Write
+from llmrouter.state.link import Write, read_all
 from llmrouter.types import Decision, Request
 
 redis = pytest.importorskip("redis")
 SPENT_K = "llmr:key:spent_micro_usd:k"  # key k's spend, in micro-USD
 
 
+@dataclass
+class Trips:
+    """Commands (or pipelines) this process sent: `waited` on the pool's connections (each a
+    round trip the caller waits for), `sent` on the sender's (answers read by its thread)."""
+
+    waited: int = 0
+    sent: int = 0
+
+    def now(self) -> tuple[int, int]:
+        return self.waited, self.sent
+
+
 @pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Counts the commands (or pipelines) this process sends: each is one round trip."""
+def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Trips]:
     from redis.connection import AbstractConnection
 
-    sent, send = [0], AbstractConnection.send_packed_command
+    from llmrouter.state.sender import MARK
+
+    counts, send = Trips(), AbstractConnection.send_packed_command
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> None:
-        sent[0] += 1
+        if getattr(self, MARK, False):
+            counts.sent += 1
+        else:
+            counts.waited += 1
         send(self, *args, **kwargs)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    yield sent
+    yield counts
 
 
 def state_on(url: str, **settings: Any) -> SharedState:
@@ -42,10 +60,12 @@ def state_on(url: str, **settings: Any) -> SharedState:
     return state
 
 
-def test_writes_in_a_batch_reach_redis_together_when_it_closes(redis_server, trips):
+def test_writes_in_a_batch_reach_redis_together_when_it_closes_unwaited(redis_server, trips):
     state, raw = state_on(redis_server.url), redis_server.client()
     window, total, sessions = state.window("w", 60.0), state.key_spend(), state.sessions("t", 60.0, 10)
-    before = trips[0]
+    state.link.later(Write(lambda r: r.ping()))  # the sender's connection opens
+    assert state.link.flush()
+    waited, sent = trips.now()
     with state.link.batch():
         window.add({"a": 2.0})
         total.charge("k", 0.5)
@@ -53,10 +73,39 @@ def test_writes_in_a_batch_reach_redis_together_when_it_closes(redis_server, tri
             sessions.set("s", "code")
         with state.link.batch(join=False):  # unless it must count at once
             window.add({"b": 1.0})
-        inside = trips[0]
-    assert (inside, trips[0]) == (before + 1, before + 2)
-    assert raw.get(SPENT_K) == "500000"
+        inside = trips.now()
+    assert (inside, trips.now()) == ((waited, sent + 1), (waited, sent + 2))
+    assert raw.get(SPENT_K) == "500000"  # sent before this read: Redis has it
+    assert raw.get(sessions._key("s")) == "code"
+    assert state.link.flush()
     assert window.sums(["a"])[0][0] == 2.0 and total.spent_usd("k") == 0.5
+
+
+def test_answers_to_unwaited_writes_reach_their_writes_in_order(redis_server):
+    state = state_on(redis_server.url)
+    got: list[Any] = []
+    for n in range(50):
+        with state.link.batch():
+            state.link.later(Write(lambda r: r.incrby("n", 1), done=got.append))
+            state.link.later(Write(lambda r: r.incrby("m", 2), done=got.append))
+    assert state.link.flush()
+    assert got == [v for n in range(1, 51) for v in (n, 2 * n)]
+
+
+def test_unwaited_writes_fail_and_redis_is_marked_down_when_it_goes(redis_server):
+    state, failed = state_on(redis_server.url, probe_s=60.0), []
+    state.link.later(Write(lambda r: r.ping()))
+    assert state.link.flush()
+    redis_server.stop()
+    for _ in range(200):  # the first send on the dead connection may still go out; its answer never comes
+        state.link.later(Write(lambda r: r.incrby("n", 1), failed=lambda: failed.append(1)))
+        state.link.flush(1.0)
+        if not state.link.up:
+            break
+    assert not state.link.up and failed
+    count = len(failed)
+    state.link.later(Write(lambda r: r.incrby("n", 1), failed=lambda: failed.append(1)))
+    assert len(failed) == count + 1  # while down: failed at once, nothing sent
 
 
 def test_a_batch_whose_script_redis_forgot_still_lands(redis_server):
@@ -67,6 +116,7 @@ def test_a_batch_whose_script_redis_forgot_still_lands(redis_server):
     with state.link.batch():
         window.add({"a": 1.0})
         state.key_spend().charge("k", 1.0)
+    assert state.link.flush()  # the rerun goes from the sender's thread, once NOSCRIPT is read
     assert state.link.up and state.link.outages == 0
     assert window.sums(["a"])[0][0] == 2.0 and state.key_spend().spent_usd("k") == 1.0
 
@@ -96,9 +146,10 @@ def whole_request(config: Config, keys_path: Path, state: SharedState, route: st
     meter, target = Meter(keys, state), config.targets[config.table.targets_of("code")[0]]
 
     def one(n: int) -> None:
-        meter.admit(key)
         req = Request.of({"messages": [{"role": "user", "content": "hi"}],
                           "metadata": {"key": key.id, "session": f"s{n}", "tier": "free"}})
+        refusal, _ = read_all(state.link, [meter.admission(key), policy.prefetch(req)])  # as the server does
+        assert refusal is None
         policy.before(req)
         policy.after(req, Decision(route=route, source="model", confidence=0.9, scores={route: 0.9}))
         policy.settle(req, target, 10, 1)
@@ -106,13 +157,13 @@ def whole_request(config: Config, keys_path: Path, state: SharedState, route: st
     return one
 
 
-@pytest.mark.parametrize("route, trips_each", [("chat", 5), ("code", 6)])
-def test_a_whole_request_costs_five_round_trips_and_one_more_to_go_up_a_tier(
-        redis_server, trips, default_config, tmp_path, route, trips_each):
-    """With no read reused: the key meter's budget, token rate and request rate at once; the
-    policy's spend caps and session at once; the escalation window's count and the session in
-    one batch; the ledger; the key's tokens and spend in one batch. A decision above the base
-    tier first reads the escalation window's rate (for the cap)."""
+@pytest.mark.parametrize("route, waits", [("chat", 1), ("code", 2)])
+def test_a_whole_request_waits_for_one_round_trip_and_one_more_to_go_up_a_tier(
+        redis_server, trips, default_config, tmp_path, route, waits):
+    """With no read reused: the key meter's budget, token rate and request rate, the policy's
+    spend caps and the session, all in one round trip. A decision above the base tier also reads
+    the escalation window's rate (for the cap). The writes go unwaited, in three sends: the
+    escalation window's count and the session; the ledger; the key's tokens and spend."""
     data = default_config.to_dict()
     data["tiers"] = {"order": ["cheap", "strong"]}
     for entry in data["routes"]:
@@ -125,10 +176,10 @@ def test_a_whole_request_costs_five_round_trips_and_one_more_to_go_up_a_tier(
     state = state_on(redis_server.url, read_ttl_s=0.0)
     one = whole_request(Config.from_dict(data), tmp_path / "keys.json", state, route)
     one(0)
-    before = trips[0]
+    waited, sent = trips.now()
     for n in range(1, 11):
         one(n)
-    assert (trips[0] - before) / 10 == trips_each
+    assert ((trips.waited - waited) / 10, (trips.sent - sent) / 10) == (waits, 3)
 
 
 def test_a_request_the_budget_refuses_does_not_use_up_the_keys_request_rate(redis_server, tmp_path):
@@ -148,9 +199,10 @@ def test_a_request_the_budget_refuses_does_not_use_up_the_keys_request_rate(redi
     assert counted == 1
 
 
-def test_a_served_answer_costs_four_round_trips(emu, redis_server, serve, trips, tmp_path):
-    """Through the server: the key meter's checks; the spend cap and the session; the session's
-    route; then the answer's charges (ledger, key tokens, key spend) together."""
+def test_a_served_answer_waits_for_one_round_trip(emu, redis_server, serve, trips, tmp_path):
+    """Through the server: the key meter's checks with the spend cap and the session, in one
+    round trip; then, unwaited, the session's route, and the answer's charges (ledger, key tokens,
+    key spend) together."""
     from llmrouter.router import Router
     from llmrouter.server import create_app
     from llmrouter.server.auth import KeyStore
@@ -170,7 +222,7 @@ def test_a_served_answer_costs_four_round_trips(emu, redis_server, serve, trips,
             r = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secret}"})
             assert r.status_code == 200, r.text
         ask(0)
-        before = trips[0]
+        waited, sent = trips.now()
         for n in range(1, 6):
             ask(n)
-        assert (trips[0] - before) / 5 == 4
+        assert ((trips.waited - waited) / 5, (trips.sent - sent) / 5) == (1, 2)

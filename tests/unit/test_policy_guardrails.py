@@ -233,3 +233,18 @@ def test_rate_window_and_ledger_slide():
     assert (ledger.spent("a"), ledger.spent("c")) == (0.0, 3.0)
     clock.t += 11
     assert ledger.spent("c") == 0.0
+
+
+def test_a_prefetched_read_serves_only_its_own_request():
+    """The server reads the policy's state with the key meter's (`prefetch`); `before` then uses
+    that value for that request, and reads afresh for any other."""
+    from llmrouter.state.link import read_all
+
+    r, decider, _ = router_for("escalation", SURE_QUICK, stickiness={"enabled": True, "ttl_s": 100})
+    ahead = req("second", session="s1")
+    read_all(None, [r.policy.prefetch(ahead)])  # read before s1 has a route
+    assert r.decide(req("first", session="s1")).route == "quick"  # now it has one
+    decider.scores = {"quick": 0.05, "solid": 0.05, "deep": 0.9}
+    assert r.decide(req("other", session="s1")).rule == "sticky"  # read afresh: sticky
+    assert r.decide(ahead).rule is None  # the value read ahead: no route yet, the model decides
+    assert r.decide(req("third", session="s1")).rule == "sticky"
