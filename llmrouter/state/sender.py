@@ -15,6 +15,7 @@ after the model, the charges after the answer) now cost it no round trip.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class Sender:
         self._changed = threading.Condition()
         self._reader: threading.Thread | None = None
         self._closed = False
+        self._pid = os.getpid()
 
     def send(self, writes: list[Write]) -> None:
         """Put `writes` on the wire in one send (their answers come later); on failure each one's
@@ -91,7 +93,11 @@ class Sender:
             self._changed.notify_all()
 
     def _connect(self) -> Any:
-        """The sender's connection, opened (and its reader started) on first use."""
+        """The sender's connection, opened (and its reader started) on first use, and again in a
+        forked child (the parent's socket and thread are not its own)."""
+        if self._pid != os.getpid():
+            self._pid, self._connection, self._reader = os.getpid(), None, None
+            self._waiting.clear()
         if self._connection is None:
             connection = self.client.connection_pool.make_connection()
             setattr(connection, MARK, True)
