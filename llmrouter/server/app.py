@@ -46,7 +46,8 @@ from llmrouter.server.metrics import ServerMetrics
 from llmrouter.server.stats_recorder import Recorder
 from llmrouter.server.stats_store import StatsStore
 from llmrouter.server.wire import HTTPError
-from llmrouter.state.link import batch_on, read_all
+from llmrouter.state.aio import aread_all, clients_of
+from llmrouter.state.link import batch_on
 from llmrouter.types import Completion, Request
 
 log = structlog.get_logger("llmrouter")
@@ -70,17 +71,17 @@ class AppState:
             return None
         return authenticate(self.keys, request.headers)
 
-    def admit(self, key: KeyRecord | None, router: Router, req: Request, model: str) -> None:
+    async def admit(self, key: KeyRecord | None, router: Router, req: Request, model: str) -> None:
         """Count the request against its key's limits (429 past one), reading with it what the
-        routing policy will read before the model: one round trip for both."""
+        routing policy will read before the model: one round trip for both, on the asyncio client."""
         if key is None or self.meter is None:
             return
         admission = self.meter.admission(key)
         link = router.state.link if router.state is not None else None
         if asks_for_routing(model) and link is self.meter.link:
-            refusal = read_all(link, [admission, router.policy.prefetch(req)])[0]
+            refusal = (await aread_all(link, [admission, router.policy.prefetch(req)]))[0]
         else:
-            refusal = read_all(self.meter.link, [admission])[0]
+            refusal = (await aread_all(self.meter.link, [admission]))[0]
         if refusal is not None:
             raise refusal
 
@@ -170,6 +171,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
     for r in app.state.llmrouter.routers.values():  # the server's event loop ends: close its connections
         await r.chain.aclose()
+        if r.state is not None:
+            await clients_of(r.state.link).aclose()
     if app.state.llmrouter.dashboard is not None:
         app.state.llmrouter.dashboard.close()
 
@@ -195,7 +198,7 @@ async def chat(request: HTTPRequest) -> Response:
             req = Request.of({"messages": body.messages, "metadata": meta})
         except RequestError as exc:
             raise HTTPError(400, exc.message, code="invalid_request") from None
-        state.admit(key, router, req, body.model)
+        await state.admit(key, router, req, body.model)
         deadline = wire.deadline(request, state.default.fallback.deadline_s)
         if body.stream:
             stream = await router.open_stream(req, model=body.model, deadline_s=deadline, allowed=allowed,

@@ -11,11 +11,12 @@ thread reads their answers (state/sender.py says why that is safe). Reads a step
 together through `read_all`; a caller can hand its reads to another as one `Read.all`. A served
 request waits for one round trip (tests/integration/test_state_round_trips.py).
 
-Why the synchronous client: the policy, the key meter and the breakers are synchronous and run on
-the event loop inside a request; a loopback call costs ~0.1 ms (0.5 ms when it must wake an idle
-vCPU: bench/results/scale_out.md), and the socket timeout bounds the worst case (once an outage:
-then the process stops asking until a probe finds Redis back). An asyncio client would make every
-one of those call sites async, or double them (a sync and an async form), for no gain in latency.
+Two clients: the server's one waited read goes through redis-py's asyncio client (state/aio.py),
+so that the event loop serves other requests while it lasts. Everything else is synchronous
+library code (the policy, the key meter, the breakers; `Router.decide` and the CLI have no event
+loop) and uses the synchronous client: its reads go through the same Reads, its writes go unwaited
+through the sender. The socket timeout bounds the worst case, once an outage: then the process
+stops asking until a probe finds Redis back.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ class Link:
         self._lock = threading.Lock()
         self.on_rejoin: list[Callable[[Any], None]] = [self._load_scripts, lambda _: self.sender.reconnect()]
         self._scripts: dict[str, Any] = {}  # Lua text -> its registered script
-        self.sender = Sender(self.client, self.errors, self._down, lambda op: self.call(op, None))
+        self.sender = Sender(self.client, self.errors, self.mark_down, lambda op: self.call(op, None))
 
     def script(self, text: str) -> Any:
         """A Lua script, loaded into Redis now (and again on rejoining), so that its first
@@ -161,13 +162,17 @@ class Link:
             client.script_load(text)
 
     def call(self, op: Callable[[Any], T], default: T) -> T:
-        if not self.up and not self._rejoin():
+        if not self.ready():
             return default
         try:
             return op(self.client)
         except self.errors as exc:
-            self._down(exc)
+            self.mark_down(exc)
             return default
+
+    def ready(self) -> bool:
+        """Whether to call Redis now: it is up (while it is down, a probe starts when one is due)."""
+        return self.up or self._rejoin()
 
     def read(self, one: Read[T]) -> T:
         """One value that may need Redis (several at once: read_all)."""
@@ -200,7 +205,7 @@ class Link:
         one's `done` gets its answer later, or each `failed` runs (now, while Redis is down)."""
         if not writes:
             return
-        if not self.up and not self._rejoin():
+        if not self.ready():
             for write in writes:
                 if write.failed is not None:
                     write.failed()
@@ -215,7 +220,8 @@ class Link:
         """Whether Redis answers now (a PING; a failure marks it down)."""
         return self.call(lambda r: bool(r.ping()), False)
 
-    def _down(self, exc: BaseException) -> None:
+    def mark_down(self, exc: BaseException) -> None:
+        """A call failed: Redis is down until a probe finds it back (one warning)."""
         with self._lock:
             was_up, self.up = self.up, False
             self._retry_at = self.clock() + self.settings.probe_s

@@ -66,9 +66,10 @@ def run_script(script: Any, client: Any, keys: list[str], args: list[Any]) -> An
     """A registered script on a client, or queued on a pipeline as a bare EVALSHA: redis-py would
     spend a round trip on SCRIPT EXISTS before each pipeline (the link reruns a write alone, where
     the script loads itself, when Redis answers NOSCRIPT)."""
+    from redis.asyncio.client import Pipeline as AsyncPipeline
     from redis.client import Pipeline
 
-    if isinstance(client, Pipeline):
+    if isinstance(client, (Pipeline, AsyncPipeline)):
         return client.evalsha(script.sha, len(keys), *keys, *args)
     return script(keys=keys, args=args, client=client)
 

@@ -25,8 +25,9 @@ SPENT_K = "llmr:key:spent_micro_usd:k"  # key k's spend, in micro-USD
 
 @dataclass
 class Trips:
-    """Commands (or pipelines) this process sent: `waited` on the pool's connections (each a
-    round trip the caller waits for), `sent` on the sender's (answers read by its thread)."""
+    """Commands (or pipelines) this process sent: `waited` on the pools' connections, sync and
+    asyncio (each a round trip the caller waits for), `sent` on the sender's (answers read by its
+    thread)."""
 
     waited: int = 0
     sent: int = 0
@@ -37,11 +38,12 @@ class Trips:
 
 @pytest.fixture
 def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Trips]:
+    from redis.asyncio.connection import AbstractConnection as AsyncConnection
     from redis.connection import AbstractConnection
 
     from llmrouter.state.sender import MARK
 
-    counts, send = Trips(), AbstractConnection.send_packed_command
+    counts, send, asend = Trips(), AbstractConnection.send_packed_command, AsyncConnection.send_packed_command
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> None:
         if getattr(self, MARK, False):
@@ -50,7 +52,12 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Trips]:
             counts.waited += 1
         send(self, *args, **kwargs)
 
+    async def acounted(self: Any, *args: Any, **kwargs: Any) -> None:
+        counts.waited += 1
+        await asend(self, *args, **kwargs)
+
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    monkeypatch.setattr(AsyncConnection, "send_packed_command", acounted)  # the server's waited read
     yield counts
 
 
