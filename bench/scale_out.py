@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import tempfile
 import itertools
 import multiprocessing
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,8 @@ from llmrouter_bench import load, measure  # noqa: E402
 
 from llmrouter.config import Config, StateSettings  # noqa: E402
 from llmrouter.state import SharedState  # noqa: E402
-from llmrouter.state.link import batch_on, read_all  # noqa: E402
+from llmrouter.state.aio import aread_all  # noqa: E402
+from llmrouter.state.link import Read, batch_on, read_all  # noqa: E402
 
 STRONG = ("code", "math", "reasoning")  # the costlier tier; every other route is the cheap one
 MAX_RATE, CAP_USD, IN_FLIGHT = 0.2, 20.0, 8
@@ -87,7 +91,7 @@ class WholeRequest:
     """What one routed request asks of the state: the policy before and after the model and its
     settling (escalation window, session, spend ledger), and the API key's meter (rates, budget)."""
 
-    def __init__(self, data: dict[str, Any], keys_path: Path, state: SharedState | None) -> None:
+    def __init__(self, data: dict[str, Any], keys_path: Path, state: SharedState | None, aio: bool = True) -> None:
         from llmrouter.policy.engine import RoutingPolicy
         from llmrouter.server.auth import KeyStore, Meter
 
@@ -96,9 +100,9 @@ class WholeRequest:
         keys = KeyStore(keys_path)
         self.key = next(iter(keys.keys.values()))
         self.meter, self.target, self.n = Meter(keys, state), self.config.targets["a"], 0
-        self.state = state
+        self.state, self.aio = state, aio  # aio: the waited read on the asyncio client, as the server does
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         from llmrouter.types import Decision, Request
 
         self.n += 1
@@ -106,8 +110,9 @@ class WholeRequest:
                           # a session's next turn comes 1,000 requests later: past read_ttl_s, read from Redis
                           "metadata": {"key": self.key.id, "session": f"s{self.n % 1000}", "tier": "free"}})
         # as the server admits a request: the key's checks and the policy's read, together
-        refusal, _ = read_all(self.state.link if self.state else None,
-                              [self.meter.admission(self.key), self.policy.prefetch(req)])
+        link = self.state.link if self.state else None
+        reads: list[Read[Any]] = [self.meter.admission(self.key), self.policy.prefetch(req)]
+        refusal, _ = await aread_all(link, reads) if self.aio else read_all(link, reads)
         assert refusal is None, refusal
         self.policy.before(req)
         self.policy.after(req, Decision(route="translation", source="model", confidence=0.5,
@@ -130,7 +135,7 @@ class StateCalls:
         w, esc = self.state.window("bench:w", 60.0), self.state.escalations("bench", 60.0)
         total, sessions = self.state.key_spend(), self.state.sessions("bench", 600.0, 1000)
         rpm, flag = self.state.request_rate("bench-rpm"), self.state.breaker_flag("bench")
-        self.calls = {"rate limit admit (Lua)": lambda: rpm.admit("k", 10**9),
+        self.calls: dict[str, Callable[[], Any]] = {"rate limit admit (Lua)": lambda: rpm.admit("k", 10**9),
                       "escalation record (Lua)": lambda: esc.record("", True),
                       "window read (Lua; reused 0.1 s)": lambda: w.sums(["x"]),
                       "spend read (GET)": lambda: total.spent_usd("k"),
@@ -140,12 +145,15 @@ class StateCalls:
                       "breaker read (PTTL; reused 0.1 s)": lambda: flag.remaining(), **self.whole}
 
     def run(self, stop: Any) -> None:
+        asyncio.run(self._run(stop))
+
+    async def _run(self, stop: Any) -> None:
         while not stop.is_set():
             for name, call in self.calls.items():
                 t0 = time.perf_counter()
-                call()
+                await waited(call())
                 self.times.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
-            time.sleep(0.02)
+            await asyncio.sleep(0.02)
 
     def summary(self) -> dict[str, dict[str, float]]:
         out = {k: {"n": len(v), "p50_ms": measure.pct(v, 50), "p95_ms": measure.pct(v, 95)}
@@ -154,6 +162,11 @@ class StateCalls:
             "n": 0, "p50_ms": out["whole request, [state]"]["p50_ms"] - out["whole request, local"]["p50_ms"],
             "p95_ms": out["whole request, [state]"]["p95_ms"] - out["whole request, local"]["p95_ms"]}
         return out
+
+
+async def waited(result: Any) -> Any:
+    """A call's result, awaited when it is a coroutine (the whole request's admission is)."""
+    return await result if inspect.isawaitable(result) else result
 
 
 def time_state_calls(redis_url: str, data: dict[str, Any], keys_path: Path, stop: Any, out: Any) -> None:
@@ -237,25 +250,33 @@ def run_one(procs_n: int, redis_url: str | None, emu_url: str, prompts: list[str
             s.wait(20)
 
 
-def state_round_trips(whole: WholeRequest, n: int = 100) -> tuple[float, float]:
-    """Per request: round trips waited for, and sends not waited for (the sender's), counted on
-    the connections."""
+async def state_round_trips(whole: WholeRequest, n: int = 100) -> tuple[float, float]:
+    """Per request: round trips waited for (sync or asyncio client), and sends not waited for
+    (the sender's), counted on the connections."""
+    from redis.asyncio.connection import AbstractConnection as AsyncConnection
     from redis.connection import AbstractConnection
 
     from llmrouter.state.sender import MARK
 
-    send, counts = AbstractConnection.send_packed_command, {"waited": 0, "sent": 0}
+    send, asend, counts = AbstractConnection.send_packed_command, AsyncConnection.send_packed_command, Counter[str]()
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> None:
         counts["sent" if getattr(self, MARK, False) else "waited"] += 1
         send(self, *args, **kwargs)
 
+    async def acounted(self: Any, *args: Any, **kwargs: Any) -> None:
+        counts["waited"] += 1
+        await asend(self, *args, **kwargs)
+
     AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    AsyncConnection.send_packed_command = acounted  # type: ignore[method-assign]
+    await whole()  # the asyncio client connects on its first call: not counted
     try:
         for _ in range(n):
-            whole()
+            await whole()
     finally:
         AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+        AsyncConnection.send_packed_command = asend  # type: ignore[method-assign]
     return counts["waited"] / n, counts["sent"] / n
 
 
@@ -269,6 +290,19 @@ def busy_core() -> Any:
     finally:
         spin.kill()
         spin.wait(10)
+
+
+async def in_turns(wholes: dict[str, Any], n: int, state: SharedState) -> dict[str, list[float]]:
+    """Each call's times (ms), `n` each, in turns, so that whatever else the machine does weighs on
+    all alike; on one event loop, as in a server."""
+    times: dict[str, list[float]] = {name: [] for name in wholes}
+    for _ in range(n):
+        for name, whole in wholes.items():
+            t0 = time.perf_counter()
+            await waited(whole())
+            times[name].append((time.perf_counter() - t0) * 1000)
+            state.link.flush()  # untimed: the sender's thread reads the answers before the next turn
+    return times
 
 
 def idle_cost(n: int = 2000) -> dict[str, float]:
@@ -292,18 +326,15 @@ def idle_cost(n: int = 2000) -> dict[str, float]:
             state = SharedState(StateSettings(url=url))
             assert state.link.check(), "the bench's redis-server did not answer"
             wholes = {"state": WholeRequest(data, tmp / "keys.json", state),
+                      "state_sync_read": WholeRequest(data, tmp / "keys.json", state, aio=False),
                       "local": WholeRequest(data, tmp / "keys.json", None),
                       "ping": state.link.client.ping}  # one bare round trip: the floor of each of them
-            times: dict[str, list[float]] = {name: [] for name in wholes}
-            for _ in range(n):  # in turns, so that whatever else the machine does weighs on both alike
-                for name, whole in wholes.items():
-                    t0 = time.perf_counter()
-                    whole()
-                    times[name].append((time.perf_counter() - t0) * 1000)
-                    state.link.flush()  # untimed: the sender's thread reads the answers before the next turn
+            times = asyncio.run(in_turns(wholes, n, state))
             out = {f"{name}_{p}_ms": measure.pct(v, q) for name, v in times.items() for p, q in (("p50", 50), ("p95", 95))}
             out["added_p50_ms"] = out["state_p50_ms"] - out["local_p50_ms"]
-            out["round_trips_per_request"], out["unwaited_sends_per_request"] = state_round_trips(wholes["state"])
+            out["added_sync_read_p50_ms"] = out["state_sync_read_p50_ms"] - out["local_p50_ms"]
+            out["round_trips_per_request"], out["unwaited_sends_per_request"] = asyncio.run(
+                state_round_trips(wholes["state"]))
             out["load_avg_1m"] = os.getloadavg()[0]
             return out
         finally:
