@@ -32,15 +32,15 @@ HERE = Path(__file__).resolve().parent
 DEV = HERE.parent.parent / "shared" / "eval" / "task-routing-dev.jsonl"
 sys.path.insert(0, str(HERE))
 
-from llmrouter_bench import load  # noqa: E402
+from llmrouter_bench import load, measure  # noqa: E402
 
 from llmrouter.config import Config  # noqa: E402
 from llmrouter.router import Router  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+    """The q-th percentile (0..1), rounded (measure.pct's convention)."""
+    return round(measure.pct(values, q * 100), 1)
 
 
 def timed(fn: Any) -> tuple[float, float]:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> Non
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -132,14 +132,12 @@ async def wave(url: str, model: str, jobs: list[tuple[str, dict[str, str]]], exp
         return list(results), time.perf_counter() - t0
 
 
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+def pct(seconds: list[float], q: float) -> float | None:
+    """The q-th percentile (0..1) of times in seconds, in ms (measure.pct's convention); None when empty."""
+    return round(measure.pct([s * 1000 for s in seconds], q * 100), 1) if seconds else None
 
 
-def level_jobs(level: int, n: int, prompts: list[str], warm: list[str], routes: list[str]
+def level_jobs(level: int, n: int, prompts: list[str], warm: list[str], routes: Sequence[str]
                ) -> list[tuple[str, dict[str, str]]]:
     """The level's requests: pinned, repeated (cached) and fresh, interleaved."""
     jobs = []
@@ -175,7 +173,7 @@ def summarize(level: int, routed: list[dict[str, Any]], wall: float, direct: lis
     return out
 
 
-async def sweep(emu_url: str, srv_url: str, levels: list[int], prompts: list[str], routes: list[str],
+async def sweep(emu_url: str, srv_url: str, levels: list[int], prompts: list[str], routes: Sequence[str],
                 expect: str, per_level: Callable[[int], int], progress: Callable[[str], None]) -> list[dict[str, Any]]:
     warm = [f"[warm #{i}] {prompts[(i * 7) % len(prompts)][:300]}" for i in range(WARM)]
     decided, _ = await wave(f"{srv_url}/v1/chat/completions", "router", [(w, {}) for w in warm], expect, 1)
