@@ -4,6 +4,7 @@ port, for the shared-state tests: no persistence, its own folder, stopped and re
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -58,6 +59,15 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+    def pause(self) -> None:
+        """Redis hangs: it keeps its sockets but answers nothing (SIGSTOP), until `resume`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def client(self):  # type: ignore[no-untyped-def]
         import redis

@@ -5,6 +5,7 @@ policy before the model, the writes after it and after the answer) waits for one
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -233,3 +234,28 @@ def test_a_served_answer_waits_for_one_round_trip(emu, redis_server, serve, trip
         for n in range(1, 6):
             ask(n)
         assert ((trips.waited - waited) / 5, (trips.sent - sent) / 5) == (1, 2)
+
+
+def test_a_redis_that_hangs_costs_the_servers_read_one_timeout_and_later_reads_go_local(redis_server, trips):
+    from llmrouter.state.aio import aread_all
+
+    state = state_on(redis_server.url, timeout_ms=200.0, probe_s=60.0)
+    spend = state.key_spend()
+    spend.charge("k", 1.0)
+    assert state.link.flush()
+
+    async def twice() -> tuple[list[Any], list[Any], int]:
+        first = await aread_all(state.link, [spend.spent_read("k")])
+        waited = trips.waited
+        second = await aread_all(state.link, [spend.spent_read("k")])
+        return first, second, trips.waited - waited
+
+    assert asyncio.run(twice()) == ([1.0], [1.0], 1)  # Redis answers each read
+    redis_server.pause()
+    try:
+        first, second, asked = asyncio.run(twice())
+    finally:
+        redis_server.resume()
+    assert not state.link.up and state.link.outages == 1
+    assert asked == 0  # the first read's timeout marked Redis down: the second asked it nothing
+    assert first == second == [1.0]  # Redis's last answer, as this process knows it
