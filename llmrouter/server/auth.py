@@ -242,7 +242,7 @@ class Meter:
         """`admit` as a Read whose value is the refusal (None: admitted and counted), to go with
         other reads in one round trip."""
         if self.shared is not None:
-            return self._shared_admission(record, *self.shared)
+            return self._shared_admission(record, *self.shared[1:])
         if record.budget_usd and self.spend.spent_usd(record.id) >= record.budget_usd:
             return Read.known(_budget_spent(record))
         wait = self.tokens.admit(record.id, record.tpm, weight=0)
@@ -252,7 +252,7 @@ class Meter:
         return Read.known(_too_many(f"{record.rpm} requests", wait) if wait is not None else None)
 
     @staticmethod
-    def _shared_admission(record: KeyRecord, state: SharedState, spend: SharedSpend, tokens: SharedRequestRate,
+    def _shared_admission(record: KeyRecord, spend: SharedSpend, tokens: SharedRequestRate,
                           requests: SharedRequestRate) -> Read[Exception | None]:
         """The same checks read together: the request is counted with them, and given back when
         the budget or the token rate refuses it."""
