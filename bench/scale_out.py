@@ -292,9 +292,10 @@ def busy_core() -> Any:
         spin.wait(10)
 
 
-async def in_turns(wholes: dict[str, Any], n: int, state: SharedState) -> dict[str, list[float]]:
+async def in_turns(wholes: dict[str, Any], n: int, state: SharedState, gap_s: float) -> dict[str, list[float]]:
     """Each call's times (ms), `n` each, in turns, so that whatever else the machine does weighs on
-    all alike; on one event loop, as in a server."""
+    all alike; on one event loop, as in a server. `gap_s` idle between calls, untimed: a lightly
+    loaded server's CPUs halt between requests, and on a VM waking them is what a round trip costs."""
     times: dict[str, list[float]] = {name: [] for name in wholes}
     for _ in range(n):
         for name, whole in wholes.items():
@@ -302,12 +303,14 @@ async def in_turns(wholes: dict[str, Any], n: int, state: SharedState) -> dict[s
             await waited(whole())
             times[name].append((time.perf_counter() - t0) * 1000)
             state.link.flush()  # untimed: the sender's thread reads the answers before the next turn
+            if gap_s:
+                await asyncio.sleep(gap_s)
     return times
 
 
-def idle_cost(n: int = 2000) -> dict[str, float]:
+def idle_cost(n: int = 2000, gap_s: float = 0.0) -> dict[str, float]:
     """A whole request's state calls with the servers stopped, with [state] and without, and a bare
-    PING, in turns."""
+    PING, in turns (`gap_s` idle between them)."""
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp, port = Path(tmp_s), load.free_port()
         redis = start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -329,13 +332,13 @@ def idle_cost(n: int = 2000) -> dict[str, float]:
                       "state_sync_read": WholeRequest(data, tmp / "keys.json", state, aio=False),
                       "local": WholeRequest(data, tmp / "keys.json", None),
                       "ping": state.link.client.ping}  # one bare round trip: the floor of each of them
-            times = asyncio.run(in_turns(wholes, n, state))
+            times = asyncio.run(in_turns(wholes, n, state, gap_s))
             out = {f"{name}_{p}_ms": measure.pct(v, q) for name, v in times.items() for p, q in (("p50", 50), ("p95", 95))}
             out["added_p50_ms"] = out["state_p50_ms"] - out["local_p50_ms"]
             out["added_sync_read_p50_ms"] = out["state_sync_read_p50_ms"] - out["local_p50_ms"]
             out["round_trips_per_request"], out["unwaited_sends_per_request"] = asyncio.run(
                 state_round_trips(wholes["state"]))
-            out["load_avg_1m"] = os.getloadavg()[0]
+            out["load_avg_1m"], out["gap_ms"] = os.getloadavg()[0], gap_s * 1000
             return out
         finally:
             redis.terminate()
