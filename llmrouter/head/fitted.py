@@ -250,7 +250,7 @@ class FittedHead:
                 arrays[f"fam_{name}"] = np.asarray(a, dtype=np.float32)
         if self.support is not None:
             for name, a in self.support.arrays().items():
-                arrays[f"sup_{name}"] = a if a.dtype == np.uint8 else np.asarray(a, dtype=np.float32)
+                arrays[f"sup_{name}"] = a  # float64: a fit row exactly at an edge stays inside it
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + f".{os.getpid()}.tmp")

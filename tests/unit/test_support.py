@@ -91,3 +91,15 @@ def test_a_head_with_a_support_round_trips_and_its_cheap_stage_softens_too(tmp_p
     plain, _ = back.with_support(None).cheap.read([blob(9)])
     soft, _ = back.cheap.read([blob(9)])
     assert soft.max() < plain.max()
+
+
+def test_the_shipped_head_leaves_every_package_example_untouched():
+    from llmrouter.paths import PACKAGE_DIR
+    from llmrouter.quality import evaluate as ev
+    from llmrouter.quality import observed as obs
+
+    head = FittedHead.load(PACKAGE_DIR / "default_routes.head.npz")
+    assert head.support is not None and head.cheap is not None and head.cheap.support is head.support
+    texts = [r.text for r in ev.load_records(obs.PACKAGE_EXAMPLES)]
+    assert (head.support.weight(texts) == 0).all()
+    assert (head.support.weight([blob(0), hexdump(0)]) > 0).all()
