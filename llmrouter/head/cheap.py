@@ -32,6 +32,7 @@ import numpy as np
 
 from llmrouter.head.calibration import softmax
 from llmrouter.head.members import TEXT, Chars, char_wb_ngrams
+from llmrouter.head.support import Support
 
 EXAMPLES_TEMPERATURE = 0.05  # cosine similarities live in [0, 1]: sharpen them into probabilities
 
@@ -46,6 +47,7 @@ class CheapStage:
     info: dict[str, Any] = field(default_factory=dict)  # how it did in cross-validation
     decided_temperature: float | None = None  # on the rows it decides; None: `temperature`
     view: Callable[[str], str] | None = None  # what it reads of a request (the decider's content view)
+    support: Support | None = None  # its head's: softens what it reports beyond the fit rows (not what it decides)
 
     def read(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities per row (as reported) and whether the stage decides each row alone."""
@@ -54,6 +56,8 @@ class CheapStage:
         decides = p.max(axis=1) >= self.threshold
         if self.decided_temperature is not None and decides.any():
             p[decides] = softmax(logits[decides] / self.decided_temperature)
+        if self.support is not None:
+            p = self.support.soften(p, texts)
         return p, decides
 
     def proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -34,6 +34,7 @@ from llmrouter.head.calibration import fit_bias_temperature, log_softmax, softma
 from llmrouter.head.cheap import CheapStage
 from llmrouter.head.familiarity import Familiarity
 from llmrouter.head.members import KINDS, TEXT, Chars, Dense, Member, layers_of
+from llmrouter.head.support import Support
 
 FORMAT = 2  # 1: one dense head with top-level arrays (still read)
 BLOCKS = ("mean", "last", "logp")
@@ -96,6 +97,7 @@ class FittedHead:
     cheap: CheapStage | None = None  # a first stage that reads only the text (a cascade), if tuned
     digest: str = ""  # sha256 of the file it was loaded from (part of decision-cache keys)
     familiarity: Familiarity | None = None  # softens the head's confidence far from its training rows
+    support: Support | None = None  # shrinks confidence toward uniform beyond the fit rows' text support
 
     # --- using it ------------------------------------------------------------------------
     @property
@@ -144,7 +146,14 @@ class FittedHead:
         return softmax(self.head_logits(features) / t)
 
     def proba(self, features: dict[str, np.ndarray], mode: str) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities per row for `mode`, and whether the head decided each row."""
+        """Probabilities per row for `mode`, and whether the head decided each row; softened
+        beyond the support of the fit rows (support.py) after the choice, which it never changes."""
+        p, by_head = self._proba(features, mode)
+        if self.support is not None and TEXT in features:
+            p = self.support.soften(p, [str(t) for t in features[TEXT]])
+        return p, by_head
+
+    def _proba(self, features: dict[str, np.ndarray], mode: str) -> tuple[np.ndarray, np.ndarray]:
         pm = self.model_proba(features["logp"])
         if mode == "scored" or not self.has_head:
             return pm, np.zeros(len(pm), dtype=bool)
@@ -153,6 +162,11 @@ class FittedHead:
             return ph, np.ones(len(ph), dtype=bool)
         use = ph.max(axis=1) >= self.threshold
         return np.where(use[:, None], ph, pm), use
+
+    def with_support(self, support: Support | None) -> FittedHead:
+        """A copy whose confidence (and its cheap stage's) is softened beyond `support`."""
+        cheap = replace(self.cheap, support=support) if self.cheap is not None else None
+        return replace(self, support=support, cheap=cheap)
 
     def decide(self, obs: Observation, mode: str) -> tuple[dict[str, float], str]:
         """Scores over the routes and which part decided, for one decider Observation."""
@@ -222,6 +236,7 @@ class FittedHead:
             "threshold": self.threshold, "info": self.info,
             "cheap": self.cheap.meta() if self.cheap is not None else None,
             "familiarity": self.familiarity.meta() if self.familiarity is not None else None,
+            "support": self.support.meta() if self.support is not None else None,
         }
         arrays: dict[str, np.ndarray] = {"model_bias": np.asarray(self.model_bias, dtype=np.float32)}
         for i, m in enumerate(self.members):
@@ -233,6 +248,9 @@ class FittedHead:
         if self.familiarity is not None:
             for name, a in self.familiarity.arrays().items():
                 arrays[f"fam_{name}"] = np.asarray(a, dtype=np.float32)
+        if self.support is not None:
+            for name, a in self.support.arrays().items():
+                arrays[f"sup_{name}"] = a  # float64: a fit row exactly at an edge stays inside it
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
@@ -268,13 +286,16 @@ class FittedHead:
             if meta.get("familiarity"):
                 own = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith("fam_")}
                 familiarity = Familiarity.restore(meta["familiarity"], own)
+            support = None
+            if meta.get("support"):
+                support = Support.restore(meta["support"], {k[4:]: v for k, v in arr.items() if k.startswith("sup_")})
             return cls(
                 routes=tuple(meta["routes"]), model_sha256=meta["model_sha256"],
                 feature_key=meta["feature_key"], model_bias=arr["model_bias"],
                 model_temperature=float(meta["model_temperature"]), members=tuple(members),
                 temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
                 info=meta.get("info", {}), cheap=cheap, digest=digest, familiarity=familiarity,
-            )
+            ).with_support(support)
         except FileNotFoundError:
             raise ConfigError(f"no fitted head at {path}", hint="run `llmrouter tune` to make one") from None
         except ConfigError:

@@ -27,6 +27,8 @@ from llmrouter.head import FittedHead
 from llmrouter.head.calibration import softmax
 from llmrouter.head.familiarity import Familiarity
 from llmrouter.head.members import TEXT, layers_of
+from llmrouter.head.support import Support
+from llmrouter.head.textstats import NAMES
 from llmrouter.quality import cascade, shift
 from llmrouter.quality import evaluate as ev
 from llmrouter.quality.observed import MIN_EXAMPLES, Observed, Progress, extra_examples, observe
@@ -347,6 +349,8 @@ def tune(
         h = fit(spec, rows, routes, model_sha256=sha, feature_key=fkey, seed=seed, calibration=cal)
         if choice is not None:
             h = replace(h, cheap=cascade.fit_stage(rows.feats[TEXT], rows.y, routes, choice, seed))
+        if TEXT in rows.feats:
+            h = h.with_support(Support.fit([str(t) for t in rows.feats[TEXT]]))
         return replace(h, info={**h.info, "spec": spec.label, "cv_score": round(best[0], 4),
                                 "seed": seed, "refit_all": refit_all, "by_source": grouping == "source",
                                 "grouping": grouping, "alpha": cal.alpha})
@@ -357,6 +361,7 @@ def tune(
     new_p, _ = predict(spec, head, test.feats)
     before = ev.metrics(test.y, base_p.argmax(1), base_p.max(1), routes)
     after = held_out_cascade(test, new_p, head, routes, spec)
+    log_support(head, test, log)
     old = current_head(cfg, sha, fkey, log)
     grouped_cv = {"new": shift.grouped_metrics(data.y[train_idx], oof, routes)}
     current = None
@@ -376,6 +381,21 @@ def tune(
     mode = {"scored": "scored", "calibrated": "scored"}.get(spec.mode, spec.mode)
     tuned = cfg.with_router(mode=mode)
     return TuneResult(spec, tuned, head, table, before, after, warnings, name, current, grouped_cv, grouping)
+
+
+def log_support(head: FittedHead | None, test: Observed, log: Callable[[str], None]) -> None:
+    """Report the out-of-distribution support: its edges and the held-out rows beyond them."""
+    if head is None or head.support is None or TEXT not in test.feats:
+        return
+    sup = head.support
+    edges = ", ".join(f"{n} {e:.3g} (median {m:.3g})" for n, e, m in zip(NAMES, sup.edge, sup.median))
+    w = sup.weight([str(t) for t in test.feats[TEXT]])
+    far = w > 0
+    p, _ = head.proba(test.feats, "fitted" if head.has_head else "scored")
+    right = (p.argmax(1) == test.y)[far]
+    log(f"  out-of-distribution support (edges over the fit rows): {edges}; held-out rows beyond it: "
+        f"{int(far.sum())} of {len(w)}" + (f", accuracy {right.mean():.3f}, mean confidence "
+                                          f"{p[far].max(1).mean():.3f}" if far.any() else ""))
 
 
 def _rounded(m: dict[str, Any]) -> dict[str, float]:

@@ -99,6 +99,8 @@ def test_tune_writes_a_table_and_head_that_load(files, tmp_path):
     if cfg.router.head:
         head = FittedHead.load(cfg.router.head_path(cfg.path))
         assert head.routes == cfg.table.names and head.info["seed"] == 1
+        # the out-of-distribution support is fitted on the head's own rows: they lie inside it
+        assert head.support is not None and (head.support.edge >= head.support.median).all()
     # the tuned table routes
     res = CliRunner().invoke(app, ["route", "--json", "--no-cache", "-c", str(out), "What is 7 times 8?"])
     assert res.exit_code == 0, res.output

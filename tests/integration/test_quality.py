@@ -176,3 +176,18 @@ def test_an_early_exit_head_stops_the_pass_at_its_layer_and_decides_the_same(mod
     finally:
         d.head = old_head
     assert again.scores == pytest.approx(d.decide(few[0].text).scores, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["base64", "hex", "log", "numbers"])
+def test_the_shipped_head_is_less_sure_of_a_far_probe_than_of_an_ordinary_prompt(model_router, kind):
+    """The hinge beyond the fit rows' support (head/support.py) on the real model and the shipped
+    head: a probe of a kind the head alone was sure of (bench/results/calibration.md) is decided
+    below the escalation threshold of examples/escalation.toml, an ordinary prompt above it."""
+    from llmrouter.quality import probes
+
+    text = next(t for k, t in probes.far_probes(per_kind=1) if k == kind)
+    far = model_router.decide(text)
+    near = model_router.decide("Write a Python function that returns the n-th Fibonacci number.")
+    assert far.confidence is not None and near.confidence is not None
+    assert far.confidence < 0.6 < near.confidence
+    assert far.confidence < near.confidence - 0.2
