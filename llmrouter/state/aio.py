@@ -7,7 +7,7 @@ policy, the meter and the breakers stay synchronous library code: `Router.decide
 them without an event loop, through the same Reads; only how those reads travel differs here. The
 same circuit applies: while Redis is down the reads take their local values at once.
 
-An asyncio client belongs to the event loop it first connected on, so there is one per loop.
+An asyncio connection belongs to the event loop it was opened on, so each loop has its own.
 """
 
 from __future__ import annotations
@@ -20,24 +20,72 @@ from typing import Any
 from llmrouter.state.link import Link, Read, read_all
 
 
+class LoopChannel:
+    """One event loop's asyncio client and its idle connections. A read takes an idle connection
+    (or opens one), sends its commands in one write, reads their answers and gives it back: no
+    pool lock, no health check, no retry wrapper, which cost ~0.1-0.2 ms a read on this VM
+    (bench/results/scale_out.md). A connection opened before Redis was last rejoined is closed,
+    not reused: it may be the old server's."""
+
+    def __init__(self, link: Link) -> None:
+        self.link, self.client = link, _open(link)
+        self.idle: list[tuple[Any, int]] = []  # (connection, the link's rejoin count when it opened)
+
+    async def run(self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+        """Each command's answer (an error answer as its exception), in one round trip."""
+        connection = await self._take()
+        try:
+            await connection.send_packed_command(connection.pack_commands([args for args, _ in commands]),
+                                                 check_health=False)
+            answers = [await self._answer(connection, args, options) for args, options in commands]
+        except BaseException:  # a failure or a cancelled request: answers may be left unread
+            await connection.disconnect()
+            raise
+        self.idle.append((connection, self.link.rejoins))
+        return answers
+
+    async def _take(self) -> Any:
+        while self.idle:
+            connection, opened_at = self.idle.pop()
+            if opened_at == self.link.rejoins:
+                return connection
+            await connection.disconnect()
+        connection = self.client.connection_pool.make_connection()
+        await connection.connect()
+        return connection
+
+    async def _answer(self, connection: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        from redis.exceptions import ResponseError
+
+        try:
+            return await self.client.parse_response(connection, args[0], **options)
+        except ResponseError as exc:
+            return exc
+
+    async def aclose(self) -> None:
+        while self.idle:
+            await self.idle.pop()[0].disconnect()
+        await self.client.aclose()
+
+
 class LoopClients:
-    """The asyncio client of each running event loop, for one link's URL and timeouts."""
+    """The channel of each running event loop, for one link."""
 
     def __init__(self, link: Link) -> None:
         self.link = link
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopChannel] = weakref.WeakKeyDictionary()
 
-    def client(self) -> Any:
+    def channel(self) -> LoopChannel:
         loop = asyncio.get_running_loop()
-        if loop not in self._clients:
-            self._clients[loop] = _open(self.link)
-        return self._clients[loop]
+        if loop not in self._channels:
+            self._channels[loop] = LoopChannel(self.link)
+        return self._channels[loop]
 
     async def aclose(self) -> None:
-        """Close this loop's client (the server's lifespan ends)."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        """Close this loop's connections (the server's lifespan ends)."""
+        channel = self._channels.pop(asyncio.get_running_loop(), None)
+        if channel is not None:
+            await channel.aclose()
 
 
 _LINKS: weakref.WeakKeyDictionary[Link, LoopClients] = weakref.WeakKeyDictionary()
@@ -64,11 +112,12 @@ async def _pipelined(link: Link, ops: list[Callable[[Any], Any]]) -> list[Any] |
     """Each op's one command in one asyncio pipeline; None (and Redis marked down) when it failed."""
     from redis.exceptions import NoScriptError
 
+    channel = clients_of(link).channel()
+    pipe = channel.client.pipeline(transaction=False)  # only to queue the commands
+    for op in ops:
+        op(pipe)
     try:
-        pipe = clients_of(link).client().pipeline(transaction=False)
-        for op in ops:
-            op(pipe)
-        answers = list(await pipe.execute(raise_on_error=False))
+        answers = await channel.run(list(pipe.command_stack))
     except link.errors as exc:
         link.mark_down(exc)
         return None

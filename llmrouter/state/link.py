@@ -142,6 +142,7 @@ class Link:
         self.errors = redis_errors()
         self.up = True
         self.outages = 0
+        self.rejoins = 0  # how often Redis came back (connections from before may be stale)
         self._retry_at = 0.0
         self.probing: threading.Thread | None = None  # the probe running while Redis is down
         self._lock = threading.Lock()
@@ -249,6 +250,7 @@ class Link:
                 hook(self.client)
         except self.errors:
             return
+        self.rejoins += 1
         self.up = True
         log.info("shared state back: rejoined", url=self.settings.safe_url())
 
