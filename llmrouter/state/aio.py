@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from llmrouter.state.link import Link, Read, read_all
+from llmrouter.state.link import Link, Read, read_all, settled, values_of
 
 
 class LoopChannel:
@@ -103,31 +103,20 @@ async def aread_all(link: Link | None, reads: list[Read[Any]]) -> list[Any]:
     needed = [op for r in reads for op in r.commands()]
     if link is None or not needed:
         return read_all(link, reads)
-    answers = await _pipelined(link, needed) if link.ready() else None
-    pending = iter(answers) if answers is not None else None
-    return [r.value(pending) for r in reads]
+    return values_of(reads, await _pipelined(link, needed) if link.ready() else None)
 
 
 async def _pipelined(link: Link, ops: list[Callable[[Any], Any]]) -> list[Any] | None:
     """Each op's one command in one asyncio pipeline; None (and Redis marked down) when it failed."""
-    from redis.exceptions import NoScriptError
-
     channel = clients_of(link).channel()
     pipe = channel.client.pipeline(transaction=False)  # only to queue the commands
     for op in ops:
         op(pipe)
     try:
-        answers = await channel.run(list(pipe.command_stack))
+        return settled(await channel.run(list(pipe.command_stack)), ops, lambda op: link.call(op, None))
     except link.errors as exc:
         link.mark_down(exc)
         return None
-    for i, answer in enumerate(answers):
-        if isinstance(answer, NoScriptError):  # a script Redis forgot (a restart): alone, it loads itself
-            answers[i] = link.call(ops[i], None)
-        elif isinstance(answer, Exception):
-            link.mark_down(answer)
-            return None
-    return answers
 
 
 def _open(link: Link) -> Any:

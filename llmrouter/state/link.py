@@ -83,6 +83,11 @@ def read_all(link: Link | None, reads: list[Read[Any]]) -> list[Any]:
     """The values of `reads`, in one round trip for those that need Redis (none without a link)."""
     needed = [op for r in reads for op in r.commands()]
     answers = link.call(lambda client: _pipelined(client, needed), None) if link is not None and needed else []
+    return values_of(reads, answers)
+
+
+def values_of(reads: list[Read[Any]], answers: list[Any] | None) -> list[Any]:
+    """The values of `reads` from the answers to their commands, in order (None: Redis is down)."""
     pending = iter(answers) if answers is not None else None
     return [r.value(pending) for r in reads]
 
@@ -269,17 +274,22 @@ def batch_on(link: Link | None, join: bool = True) -> AbstractContextManager[Non
 
 def _pipelined(client: Any, ops: list[Callable[[Any], Any]]) -> list[Any]:
     """Each op's one command, in one round trip (a lone one as itself)."""
-    from redis.exceptions import NoScriptError
-
     if len(ops) == 1:
         return [ops[0](client)]
     pipe = client.pipeline(transaction=False)
     for op in ops:
         op(pipe)
-    answers = list(pipe.execute(raise_on_error=False))
+    return settled(list(pipe.execute(raise_on_error=False)), ops, lambda op: op(client))
+
+
+def settled(answers: list[Any], ops: list[Callable[[Any], Any]], alone: Callable[[Callable[[Any], Any]], Any]) -> list[Any]:
+    """`answers` to `ops`, each NOSCRIPT replaced by its op run `alone` (a script Redis forgot, as
+    after a restart, loads itself that way); raises the first other error answer."""
+    from redis.exceptions import NoScriptError
+
     for i, answer in enumerate(answers):
-        if isinstance(answer, NoScriptError):  # a script Redis forgot (a restart): alone, it loads itself
-            answers[i] = ops[i](client)
+        if isinstance(answer, NoScriptError):
+            answers[i] = alone(ops[i])
         elif isinstance(answer, Exception):
             raise answer
     return answers
