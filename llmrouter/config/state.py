@@ -24,8 +24,12 @@ class StateSettings(Strict):
     # machine whose cores are all busy, a loopback call can take tens of ms
     timeout_ms: float = Field(250.0, gt=0, le=5000)
     # how old a value read from Redis may be reused locally: escalation windows, sessions and
-    # breakers (spend is always read fresh, so a budget is overshot only by requests in flight)
+    # breakers; and spend and rate counters while they are far from their limit (local_below)
     read_ttl_s: float = Field(0.1, ge=0, le=10)
+    # a spend or rate counter read within read_ttl_s answers a check here while it (with this
+    # process's own adds since) is below this share of its limit; from there every check asks
+    # Redis, so a cap is overshot only by the requests in flight when it is reached (0: always ask)
+    local_below: float = Field(0.5, ge=0, lt=1)
     probe_s: float = Field(2.0, gt=0, le=600)  # while Redis is down: how often to try it again
     decision_cache: bool = False  # share the decision cache too
     decision_cache_ttl_s: float = Field(86400.0, gt=0)

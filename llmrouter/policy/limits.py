@@ -112,12 +112,13 @@ class SpendLedger:
             q = self._spends.get(key)
             return max(0.0, q[0][0] + self.window_s - self.clock()) if q else 0.0
 
-    def usage(self, keys: Sequence[str]) -> list[tuple[float, float]]:
-        """(spent, seconds until its oldest spend leaves the window) of each key."""
+    def usage(self, keys: Sequence[str], caps: Sequence[float] | None = None) -> list[tuple[float, float]]:
+        """(spent, seconds until its oldest spend leaves the window) of each key (`caps`: as the
+        shared ledger's; all is local here)."""
         return [(self.spent(k), self.retry_after(k)) for k in keys]
 
-    def usage_read(self, keys: Sequence[str]) -> Read[list[tuple[float, float]]]:
-        return Read.known(self.usage(keys))
+    def usage_read(self, keys: Sequence[str], caps: Sequence[float] | None = None) -> Read[list[tuple[float, float]]]:
+        return Read.known(self.usage(keys, caps))
 
 
 def caller_key(metadata: dict[str, object]) -> str:

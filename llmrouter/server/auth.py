@@ -265,7 +265,7 @@ class Meter:
                     requests.give_back(record.id, 1)
                 return refused
             return _too_many(f"{record.rpm} requests", requests_wait) if requests_wait is not None else None
-        return Read.all([spend.spent_read(record.id) if record.budget_usd else Read.known(0.0),
+        return Read.all([spend.spent_read(record.id, record.budget_usd) if record.budget_usd else Read.known(0.0),
                          tokens.admit_read(record.id, record.tpm, weight=0),
                          requests.admit_read(record.id, record.rpm)]).then(refusal)
 

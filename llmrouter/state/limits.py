@@ -57,12 +57,13 @@ class SharedLedger:
         ((_, oldest),) = self.w.sums([hashed(key)])
         return self.w.wait(oldest)
 
-    def usage(self, keys: Sequence[str]) -> list[tuple[float, float]]:
-        """(spent, seconds until its oldest spend leaves the window) of each key, in one round trip."""
-        return self.w.link.read(self.usage_read(keys))
+    def usage(self, keys: Sequence[str], caps: Sequence[float] | None = None) -> list[tuple[float, float]]:
+        """(spent, seconds until its oldest spend leaves the window) of each key, in one round trip
+        (none while each is far below its cap in `caps`: state/headroom.py)."""
+        return self.w.link.read(self.usage_read(keys, caps))
 
-    def usage_read(self, keys: Sequence[str]) -> Read[list[tuple[float, float]]]:
-        return self.w.sums_read([hashed(k) for k in keys]).then(
+    def usage_read(self, keys: Sequence[str], caps: Sequence[float] | None = None) -> Read[list[tuple[float, float]]]:
+        return self.w.sums_read([hashed(k) for k in keys], caps).then(
             lambda sums: [(max(0.0, usd), self.w.wait(oldest)) for usd, oldest in sums])
 
 
@@ -77,12 +78,12 @@ class SharedRequestRate:
         return self.w.link.read(self.admit_read(key_id, per_window, weight))
 
     def admit_read(self, key_id: str, per_window: int, weight: int = 1) -> Read[float | None]:
-        """A weight of 0 only asks whether the window is full: a read reused for read_ttl_s
-        (tokens are counted after the answer anyway); else checked and counted in one Lua call."""
+        """A weight of 0 only asks whether the window is full; else checked and counted in one Lua
+        call. Either is answered here while the window is far from full (state/headroom.py)."""
         if per_window <= 0:
             return Read.known(None)
         if weight == 0:
-            return self.w.sums_read([key_id]).then(
+            return self.w.sums_read([key_id], [per_window]).then(
                 lambda sums: None if sums[0][0] < per_window else max(0.001, self.w.wait(sums[0][1])))
         return self.w.admit_read(key_id, per_window, weight)
 

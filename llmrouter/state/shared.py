@@ -25,16 +25,16 @@ class SharedState:
     def key(self, *parts: str) -> str:
         return ":".join((self.settings.prefix, *parts))
 
-    def window(self, scope: str, window_s: float, read_ttl_s: float | None = None) -> SharedWindow:
-        ttl = self.settings.read_ttl_s if read_ttl_s is None else read_ttl_s
-        return SharedWindow(self.link, self.key(scope), window_s, ttl)
+    def window(self, scope: str, window_s: float) -> SharedWindow:
+        s = self.settings
+        return SharedWindow(self.link, self.key(scope), window_s, s.read_ttl_s, local_below=s.local_below)
 
     def escalations(self, table: str, window_s: float) -> SharedRateWindow:
         return SharedRateWindow(self.window(f"t:{table}:esc", window_s))
 
     def ledger(self, table: str, window_s: float) -> SharedLedger:
-        # spend is read fresh every time: a reused read could let a budget run past its cap
-        return SharedLedger(self.window(f"t:{table}:spend", window_s, read_ttl_s=0.0))
+        # checked against a cap: read fresh unless far below it (state/headroom.py)
+        return SharedLedger(self.window(f"t:{table}:spend", window_s))
 
     def sessions(self, table: str, ttl_s: float, max_sessions: int) -> SharedSessions:
         return SharedSessions(self.link, self.key(f"t:{table}:session"), ttl_s, self.settings.read_ttl_s, max_sessions)
@@ -44,7 +44,8 @@ class SharedState:
         return SharedRequestRate(self.window(f"key:{what}", 60.0))
 
     def key_spend(self) -> SharedSpend:
-        return SharedSpend(SharedTotal(self.link, self.key("key:spent_micro_usd"), read_ttl_s=0.0))
+        s = self.settings
+        return SharedSpend(SharedTotal(self.link, self.key("key:spent_micro_usd"), s.read_ttl_s, local_below=s.local_below))
 
     def breaker_flag(self, target: str) -> SharedFlag:
         return SharedFlag(self.link, self.key("breaker", target), self.settings.read_ttl_s)

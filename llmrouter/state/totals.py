@@ -1,7 +1,8 @@
 """Running totals shared through Redis (INCRBY): what each API key has spent, in micro-USD.
 
-A read younger than read_ttl_s is reused, with this process's own charges since added. While
-Redis is down, charges pile up locally (the last total read plus them is what this process
+Checked against a limit, a total read (or brought back by a charge) within read_ttl_s answers
+here, with this process's own charges since added, while far below it (state/headroom.py);
+otherwise it is read. While Redis is down, charges pile up locally (the last total read plus them is what this process
 believes) and are added to Redis when it is back, so no spend is lost to an outage."""
 
 from __future__ import annotations
@@ -11,40 +12,50 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from llmrouter.state.headroom import Headroom
 from llmrouter.state.link import DOWN, Link, Read, Write
 
 
 class SharedTotal:
-    def __init__(self, link: Link, prefix: str, read_ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.link, self.prefix, self.read_ttl_s, self.clock = link, prefix, read_ttl_s, clock
-        self._known: dict[str, tuple[int, float]] = {}  # name -> (total, read at)
+    def __init__(self, link: Link, prefix: str, read_ttl_s: float, clock: Callable[[], float] = time.monotonic,
+                 local_below: float = 0.0) -> None:
+        self.link, self.prefix, self.clock = link, prefix, clock
+        self.known = Headroom(read_ttl_s, local_below)  # name -> total read, and charges unanswered
         self._pending: dict[str, int] = {}  # added while Redis was down
         self._lock = threading.Lock()
         link.on_rejoin.append(self._flush)
 
-    def get(self, name: str) -> int:
-        return self.link.read(self.get_read(name))
+    def get(self, name: str, limit: int | None = None) -> int:
+        return self.link.read(self.get_read(name, limit))
 
-    def get_read(self, name: str) -> Read[int]:
-        """`get` as a Read, to go with others in one round trip."""
-        known = self._known.get(name)
-        if known is not None and self.clock() - known[1] < self.read_ttl_s:
-            return Read.known(known[0])
+    def get_read(self, name: str, limit: int | None = None) -> Read[int]:
+        """`get` as a Read, to go with others in one round trip (none while the total is far
+        below `limit`)."""
+        now = self.clock()
+        here = self.known.estimate(name, now)
+        if limit is not None and self.known.room(here, limit) and here is not None:
+            return Read.known(int(here[0]))
 
         def finish(value: Any) -> int:
             if value is DOWN:  # the last total read plus what was added since
-                return (known[0] if known else 0) + self._pending.get(name, 0)
+                last = self.known.read.get(name)
+                return (int(last[0]) if last else 0) + self._pending.get(name, 0)
             total = int(value or 0)
-            self._known[name] = (total, self.clock())
+            self.known.saw(name, total, now)
             return total
         return Read(lambda r: r.get(f"{self.prefix}:{name}"), finish)
 
     def add(self, name: str, amount: int) -> None:
         """INCRBY (with the link's open batch, if any); kept pending while Redis is down."""
+        sent_at = self.clock()
+        self.known.sending(name, amount)
+
         def known(total: Any) -> None:
-            self._known[name] = (int(total), self.clock())
+            self.known.saw(name, int(total), sent_at)
+            self.known.answered(name, amount)
 
         def pending() -> None:
+            self.known.answered(name, amount)
             with self._lock:
                 self._pending[name] = self._pending.get(name, 0) + amount
 
@@ -56,7 +67,7 @@ class SharedTotal:
             for name in list(self._pending):
                 client.incrby(f"{self.prefix}:{name}", self._pending[name])
                 del self._pending[name]
-                self._known.pop(name, None)
+                self.known.read.pop(name, None)
 
 
 class SharedSpend:
@@ -68,8 +79,10 @@ class SharedSpend:
     def spent_usd(self, key_id: str) -> float:
         return self.total.link.read(self.spent_read(key_id))
 
-    def spent_read(self, key_id: str) -> Read[float]:
-        return self.total.get_read(key_id).then(lambda micro: micro / 1e6)
+    def spent_read(self, key_id: str, budget_usd: float | None = None) -> Read[float]:
+        """What `key_id` spent; without a round trip while far below `budget_usd`."""
+        limit = int(budget_usd * 1e6) if budget_usd else None
+        return self.total.get_read(key_id, limit).then(lambda micro: micro / 1e6)
 
     def charge(self, key_id: str, usd: float) -> None:
         if usd > 0:

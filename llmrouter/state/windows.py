@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llmrouter.state.headroom import Headroom
 from llmrouter.state.link import DOWN, Link, Read, Write
 
 Clock = Callable[[], float]
@@ -105,15 +106,17 @@ class Buckets:
 
 
 class SharedWindow:
-    """Sums of named series over the last `window_s`, shared by every process on one Redis."""
+    """Sums of named series over the last `window_s`, shared by every process on one Redis. A sum
+    read (or brought back by an add) within read_ttl_s is reused: always where no limit is given,
+    and against a limit while far below it (state/headroom.py)."""
 
     def __init__(self, link: Link, prefix: str, window_s: float, read_ttl_s: float, clock: Clock = time.time,
-                 buckets: int = 60) -> None:
+                 buckets: int = 60, local_below: float = 0.0) -> None:
         self.link, self.prefix, self.window_s, self.clock = link, prefix, window_s, clock
-        self.n, self.width, self.read_ttl_s = buckets, window_s / buckets, read_ttl_s
+        self.n, self.width = buckets, window_s / buckets
         self.ttl_ms = int((window_s + self.width) * 1000) + 1
         self.local = Buckets(buckets)
-        self._read: dict[str, tuple[float, int, float]] = {}  # series -> (sum, oldest, read at)
+        self.known = Headroom(read_ttl_s, local_below)  # series -> sum read, and adds unanswered
         self._add, self._admit = link.script(ADD_AND_SUM), link.script(ADMIT)
 
     def _bucket(self) -> int:
@@ -127,24 +130,32 @@ class SharedWindow:
         bucket, now = self._bucket(), self.clock()
         for series, amount in amounts.items():
             self.local.add(series, bucket, amount)
+            self.known.sending(series, amount)
         keys, args = [self._key(s) for s in amounts], [bucket, self.n, self.ttl_ms, *amounts.values()]
 
         def remember(out: Any) -> None:
             for series, (total, oldest) in zip(amounts, out):
-                self._read[series] = (float(total), int(oldest), now)
+                self.known.saw(series, float(total), now, int(oldest))
+            unsent()
 
-        self.link.later(Write(lambda r: run_script(self._add, r, keys, args), done=remember))
+        def unsent() -> None:
+            for series, amount in amounts.items():
+                self.known.answered(series, amount)
 
-    def sums(self, series: Sequence[str]) -> list[tuple[float, int]]:
-        """(sum, oldest bucket) of each series: a read younger than read_ttl_s is reused."""
-        return self.link.read(self.sums_read(series))
+        self.link.later(Write(lambda r: run_script(self._add, r, keys, args), done=remember, failed=unsent))
 
-    def sums_read(self, series: Sequence[str]) -> Read[list[tuple[float, int]]]:
+    def sums(self, series: Sequence[str], limits: Sequence[float] | None = None) -> list[tuple[float, int]]:
+        """(sum, oldest bucket) of each series: a read younger than read_ttl_s is reused (with
+        `limits`, only while each sum is far below its limit)."""
+        return self.link.read(self.sums_read(series, limits))
+
+    def sums_read(self, series: Sequence[str], limits: Sequence[float] | None = None) -> Read[list[tuple[float, int]]]:
         """`sums` as a Read, to go with others in one round trip."""
         now = self.clock()
-        cached = [self._read.get(s) for s in series]
-        if all(c is not None and now - c[2] < self.read_ttl_s for c in cached):
-            return Read.known([(c[0], c[1]) for c in cached if c is not None])
+        known = [self.known.estimate(s, now) for s in series]
+        here = [k for k in known if k is not None]
+        if len(here) == len(known) and (limits is None or all(self.known.room(k, lim) for k, lim in zip(here, limits))):
+            return Read.known(here)
         keys, args = [self._key(s) for s in series], [self._bucket(), self.n, self.ttl_ms, *([0] * len(series))]
 
         def finish(out: Any) -> list[tuple[float, int]]:
@@ -152,7 +163,7 @@ class SharedWindow:
                 bucket = self._bucket()
                 return [self.local.sum(s, bucket) for s in series]
             for s, (total, oldest) in zip(series, out):
-                self._read[s] = (float(total), int(oldest), now)
+                self.known.saw(s, float(total), now, int(oldest))
             return [(float(total), int(oldest)) for total, oldest in out]
         return Read(lambda r: run_script(self._add, r, keys, args), finish)
 
@@ -161,7 +172,12 @@ class SharedWindow:
         return self.link.read(self.admit_read(series, limit, weight))
 
     def admit_read(self, series: str, limit: float, weight: float) -> Read[float | None]:
-        """`admit` as a Read, to go with others in one round trip."""
+        """`admit` as a Read, to go with others in one round trip; far below the limit, admitted
+        here and counted unwaited."""
+        now = self.clock()
+        known = self.known.estimate(series, now)
+        if weight > 0 and known is not None and self.known.room((known[0] + weight, known[1]), limit):
+            return Read(None, lambda _: self.add({series: weight}))
         bucket = self._bucket()
         args = [bucket, self.n, self.ttl_ms, limit, weight]
 
@@ -170,6 +186,8 @@ class SharedWindow:
                 used, oldest = self.local.sum(series, bucket)
                 full = used >= limit or (weight > 0 and used + weight > limit and used > 0)
                 out = [0, used, oldest] if full else [1, used + weight]
+            else:
+                self.known.saw(series, float(out[1]), now, int(out[2]) if int(out[2]) >= 0 else bucket)
             if int(out[0]) == 1:
                 if weight:
                     self.local.add(series, bucket, weight)

@@ -170,3 +170,20 @@ def test_a_breaker_opened_elsewhere_is_open_here_for_the_rest_of_its_cooldown():
     clock.now = 4.0
     flag.until = 0.0
     assert b.allow() and b.state == "half_open"
+
+
+def test_headroom_answers_here_only_from_a_fresh_read_far_below_the_limit():
+    from llmrouter.state.headroom import Headroom
+
+    known = Headroom(read_ttl_s=1.0, local_below=0.5)
+    assert known.estimate("k", 0.0) is None and not known.room(None, 100)
+    known.saw("k", 40.0, at=10.0, oldest=7)
+    assert known.estimate("k", 10.5) == (40.0, 7) and known.room((40.0, 7), 100)
+    known.sending("k", 15.0)  # this process's add, its answer not back yet: counted in
+    assert known.estimate("k", 10.5) == (55.0, 7) and not known.room((55.0, 7), 100)
+    known.sending("k", -5.0)  # a give-back is not counted until its answer: the estimate stays high
+    known.answered("k", 15.0)
+    assert known.estimate("k", 10.5) == (40.0, 7)
+    known.saw("k", 30.0, at=9.0)  # an answer older than the one kept
+    assert known.estimate("k", 10.5) == (40.0, 7)
+    assert known.estimate("k", 11.0) is None  # read_ttl_s old: read again
