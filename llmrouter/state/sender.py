@@ -1,6 +1,8 @@
 """Writes sent without waiting for their answers: a batch of writes goes out in one send on a
 connection of its own, and a thread reads the answers and hands each to its write's `done` (or
-runs its `failed`).
+runs its `failed`). A send wakes no thread: the reader comes by every READ_EVERY_S (and sleeps
+until the next send after a second with nothing sent), so parsing answers never lands in the
+middle of a request, where it would take the GIL from it; under load it parses them in bursts.
 
 Why it is safe not to wait: a send returns once the commands are in Redis's socket, and Redis
 serves its sockets in the order they became readable. A read this process (or any other) makes
@@ -17,12 +19,17 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-MARK = "llmrouter_fire_and_forget"  # set on the sender's connection (tests tell its sends apart)
+MARK = "llmrouter_fire_and_forget"
+# how often the reader comes by for answers: a send wakes no thread, so no answer is parsed in
+# the middle of a request on a CPU that was idle (bench/results/scale_out.md)
+READ_EVERY_S = 0.02
+SLEEP_AFTER_S = 1.0  # with nothing sent for this long it sleeps until a send (or flush) wakes it  # set on the sender's connection (tests tell its sends apart)
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Sender:
         self._changed = threading.Condition()
         self._reader: threading.Thread | None = None
         self._closed = False
+        self._asleep = False  # the reader waits for a send to wake it
         self._pid = os.getpid()
 
     def send(self, writes: list[Write]) -> None:
@@ -73,9 +81,11 @@ class Sender:
             except self.errors as exc:
                 self._drop(self._connection)
                 failed = exc
-            else:
+            else:  # no thread is woken (the reader comes by within READ_EVERY_S), unless it went to sleep
                 self._waiting.append(Sent(connection, writes, commands))
-                self._changed.notify()
+                if self._asleep:
+                    self._asleep = False
+                    self._changed.notify()
                 return
         _fail(writes)
         self.on_error(failed)
@@ -83,6 +93,7 @@ class Sender:
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Whether every answer sent for was read within `timeout_s` (for tests and shutdown)."""
         with self._changed:
+            self._changed.notify_all()  # the reader comes now
             return self._changed.wait_for(lambda: not self._waiting, timeout_s)
 
     def close(self) -> None:
@@ -111,7 +122,10 @@ class Sender:
     def _read_answers(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._waiting or self._closed)
+                idle_since = time.monotonic()
+                while not self._waiting and not self._closed:  # sends do not wake it: it comes by
+                    self._asleep = time.monotonic() - idle_since > SLEEP_AFTER_S  # a send wakes it then
+                    self._changed.wait(None if self._asleep else READ_EVERY_S)
                 if not self._waiting:
                     return
                 sent = self._waiting[0]

@@ -100,6 +100,32 @@ def test_answers_to_unwaited_writes_reach_their_writes_in_order(redis_server):
     assert got == [v for n in range(1, 51) for v in (n, 2 * n)]
 
 
+def delivered(got: list[Any], within_s: float = 5.0) -> bool:
+    """Whether an answer reached `got` within `within_s`, no flush asked for."""
+    deadline = time.monotonic() + within_s
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return bool(got)
+
+
+def test_the_reader_comes_by_for_answers_and_a_send_wakes_it_once_it_sleeps(redis_server, monkeypatch):
+    from llmrouter.state import sender
+
+    monkeypatch.setattr(sender, "SLEEP_AFTER_S", 0.05)
+    state = state_on(redis_server.url)
+    got: list[Any] = []
+    state.link.later(Write(lambda r: r.incrby("n", 1), done=got.append))
+    assert delivered(got) and got == [1]  # read on its rounds
+    for _ in range(200):  # nothing sent: it goes to sleep
+        if state.link.sender._asleep:
+            break
+        time.sleep(0.01)
+    assert state.link.sender._asleep
+    woke: list[Any] = []
+    state.link.later(Write(lambda r: r.incrby("n", 1), done=woke.append))
+    assert delivered(woke) and woke == [2]  # the send woke it
+
+
 def test_unwaited_writes_fail_and_redis_is_marked_down_when_it_goes(redis_server):
     state, failed = state_on(redis_server.url, probe_s=60.0), []
     state.link.later(Write(lambda r: r.ping()))
@@ -207,10 +233,14 @@ def test_a_request_the_budget_refuses_does_not_use_up_the_keys_request_rate(redi
     assert counted == 1
 
 
-def test_a_served_answer_waits_for_one_round_trip(emu, redis_server, serve, trips, tmp_path):
-    """Through the server: the key meter's checks with the spend cap and the session, in one
-    round trip; then, unwaited, the session's route, and the answer's charges (ledger, key tokens,
-    key spend) together."""
+@pytest.mark.parametrize("session, waits, sends", [("new", 1, 3), ("same", 0, 2)])
+def test_a_served_answer_far_from_its_limits_waits_only_for_a_session_it_has_not_seen(
+        emu, redis_server, serve, trips, tmp_path, session, waits, sends):
+    """Through the server, far below the key's budget and rates and the spend cap: those are
+    answered from the counts this process read lately (each add brings its counter's new value
+    back); a session this process did not serve lately is read, in one round trip. Unwaited: the
+    request's count; the session's route, when it changed; the answer's charges (ledger, key
+    tokens, key spend) together."""
     from llmrouter.router import Router
     from llmrouter.server import create_app
     from llmrouter.server.auth import KeyStore
@@ -226,14 +256,15 @@ def test_a_served_answer_waits_for_one_round_trip(emu, redis_server, serve, trip
     secret, _ = keys.create("acme", budget_usd=1e9, rpm=10**6)
     with serve(create_app(Router(config, decider=FixedDecider("main"), cache=None), keys=keys)) as url:
         def ask(n: int) -> None:
-            body = {"model": "router", "messages": [{"role": "user", "content": "hi"}], "metadata": {"session": f"s{n}"}}
+            body = {"model": "router", "messages": [{"role": "user", "content": "hi"}],
+                    "metadata": {"session": f"s{n}" if session == "new" else "s"}}
             r = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secret}"})
             assert r.status_code == 200, r.text
         ask(0)
         waited, sent = trips.now()
         for n in range(1, 6):
             ask(n)
-        assert ((trips.waited - waited) / 5, (trips.sent - sent) / 5) == (1, 2)
+        assert ((trips.waited - waited) / 5, (trips.sent - sent) / 5) == (waits, sends)
 
 
 def test_a_redis_that_hangs_costs_the_servers_read_one_timeout_and_later_reads_go_local(redis_server, trips):
