@@ -91,7 +91,8 @@ class WholeRequest:
     """What one routed request asks of the state: the policy before and after the model and its
     settling (escalation window, session, spend ledger), and the API key's meter (rates, budget)."""
 
-    def __init__(self, data: dict[str, Any], keys_path: Path, state: SharedState | None, aio: bool = True) -> None:
+    def __init__(self, data: dict[str, Any], keys_path: Path, state: SharedState | None, aio: bool = True,
+                 session_here: bool = True) -> None:
         from llmrouter.policy.engine import RoutingPolicy
         from llmrouter.server.auth import KeyStore, Meter
 
@@ -101,14 +102,17 @@ class WholeRequest:
         self.key = next(iter(keys.keys.values()))
         self.meter, self.target, self.n = Meter(keys, state), self.config.targets["a"], 0
         self.state, self.aio = state, aio  # aio: the waited read on the asyncio client, as the server does
+        # session_here: its last turn was served by this process lately (read_ttl_s), else elsewhere or long ago
+        self.session_here = session_here
 
     async def __call__(self) -> None:
         from llmrouter.types import Decision, Request
 
         self.n += 1
+        # elsewhere: a session's next turn comes 1,000 requests later, past read_ttl_s: read from Redis
+        session = "here" if self.session_here else f"s{self.n % 1000}"
         req = Request.of({"messages": [{"role": "user", "content": "hi"}],
-                          # a session's next turn comes 1,000 requests later: past read_ttl_s, read from Redis
-                          "metadata": {"key": self.key.id, "session": f"s{self.n % 1000}", "tier": "free"}})
+                          "metadata": {"key": self.key.id, "session": session, "tier": "free"}})
         # as the server admits a request: the key's checks and the policy's read, together
         link = self.state.link if self.state else None
         reads: list[Read[Any]] = [self.meter.admission(self.key), self.policy.prefetch(req)]
@@ -129,6 +133,8 @@ class StateCalls:
         self.state = SharedState(StateSettings(url=redis_url))
         big = {**data, "budgets": {**data["budgets"], "per_key": 1e9}}
         self.whole = {"whole request, [state]": WholeRequest(big, keys_path, self.state),
+                      "whole request, [state], session served elsewhere": WholeRequest(
+                          big, keys_path, self.state, session_here=False),
                       "whole request, local": WholeRequest(big, keys_path, None)}
         self.times: dict[str, list[float]] = {}
         self.routes = itertools.cycle(("code", "math"))  # a changed route: a real write every time
@@ -158,9 +164,11 @@ class StateCalls:
     def summary(self) -> dict[str, dict[str, float]]:
         out = {k: {"n": len(v), "p50_ms": measure.pct(v, 50), "p95_ms": measure.pct(v, 95)}
                for k, v in self.times.items()}
-        out["added by [state] per request"] = {
-            "n": 0, "p50_ms": out["whole request, [state]"]["p50_ms"] - out["whole request, local"]["p50_ms"],
-            "p95_ms": out["whole request, [state]"]["p95_ms"] - out["whole request, local"]["p95_ms"]}
+        local = out["whole request, local"]
+        for name, label in (("whole request, [state]", "added by [state] per request"),
+                            ("whole request, [state], session served elsewhere", "added, session served elsewhere")):
+            out[label] = {"n": 0, "p50_ms": out[name]["p50_ms"] - local["p50_ms"],
+                          "p95_ms": out[name]["p95_ms"] - local["p95_ms"]}
         return out
 
 
@@ -308,6 +316,17 @@ async def in_turns(wholes: dict[str, Any], n: int, state: SharedState, gap_s: fl
     return times
 
 
+async def per_request(whole: Any, n: int, state: SharedState) -> float:
+    """ms per request, `n` back to back with every answer read by the end: what a request costs
+    the process (the sender's thread parses its writes' answers under the same GIL), not only
+    what it waits for."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await waited(whole())
+    state.link.flush()
+    return (time.perf_counter() - t0) * 1000 / n
+
+
 def idle_cost(n: int = 2000, gap_s: float = 0.0) -> dict[str, float]:
     """A whole request's state calls with the servers stopped, with [state] and without, and a bare
     PING, in turns (`gap_s` idle between them)."""
@@ -329,15 +348,24 @@ def idle_cost(n: int = 2000, gap_s: float = 0.0) -> dict[str, float]:
             state = SharedState(StateSettings(url=url))
             assert state.link.check(), "the bench's redis-server did not answer"
             wholes = {"state": WholeRequest(data, tmp / "keys.json", state),
-                      "state_sync_read": WholeRequest(data, tmp / "keys.json", state, aio=False),
+                      "state_elsewhere": WholeRequest(data, tmp / "keys.json", state, session_here=False),
+                      "state_elsewhere_sync_read": WholeRequest(data, tmp / "keys.json", state, aio=False,
+                                                                session_here=False),
                       "local": WholeRequest(data, tmp / "keys.json", None),
                       "ping": state.link.client.ping}  # one bare round trip: the floor of each of them
             times = asyncio.run(in_turns(wholes, n, state, gap_s))
             out = {f"{name}_{p}_ms": measure.pct(v, q) for name, v in times.items() for p, q in (("p50", 50), ("p95", 95))}
-            out["added_p50_ms"] = out["state_p50_ms"] - out["local_p50_ms"]
-            out["added_sync_read_p50_ms"] = out["state_sync_read_p50_ms"] - out["local_p50_ms"]
+            for name, added in (("state", "added"), ("state_elsewhere", "added_elsewhere"),
+                                ("state_elsewhere_sync_read", "added_elsewhere_sync_read")):
+                out[f"{added}_p50_ms"] = out[f"{name}_p50_ms"] - out["local_p50_ms"]
             out["round_trips_per_request"], out["unwaited_sends_per_request"] = asyncio.run(
                 state_round_trips(wholes["state"]))
+            out["elsewhere_round_trips_per_request"], out["elsewhere_unwaited_sends_per_request"] = asyncio.run(
+                state_round_trips(wholes["state_elsewhere"]))
+            if not gap_s:
+                for name in ("state", "local"):
+                    out[f"{name}_per_request_ms"] = min(asyncio.run(per_request(wholes[name], n // 4, state))
+                                                        for _ in range(3))
             out["load_avg_1m"], out["gap_ms"] = os.getloadavg()[0], gap_s * 1000
             return out
         finally:
@@ -412,20 +440,31 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {row['processes']} | {state} | {rate} | {share} | "
                      f"${s['spent_usd']:g} / ${s['overshoot_usd']:g} | {kept} |")
     lines += ["", "Servers stopped, one request using every shared feature (key rate limits and budget, spend "
-              "ledger per key and tier, escalation window, session), timed in turns with the same request on local "
-              "state and a bare PING (ms, p50; p95 of the [state] request in brackets). The server's waited read "
-              "goes through the asyncio client; the last column is the same request with that read on the sync "
-              "client:", "",
-              "| machine | round trips waited (+ sends unwaited) | PING | local state | [state] | **added by [state]** "
-              "| added, sync read |", "|---|---|---|---|---|---|---|"]
+              "ledger per key and tier, escalation window, session), far below its limits, timed in turns with the "
+              "same request on local state and a bare PING (ms, p50; p95 in brackets). Its session's last turn "
+              "was served by this process lately, or elsewhere (or long ago: the session is read from Redis, through "
+              "the asyncio client as the server does; the last column with the sync client):", "",
+              "| machine | PING | local state | [state] | **added by [state]** | round trips waited (+ sends "
+              "unwaited) | session served elsewhere: [state] | **added** | round trips (+ sends) | added, sync read |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for key, label, _ in IDLE_CONDITIONS:
         c = r.get(key)
-        if c:
-            sends = f" (+{c['unwaited_sends_per_request']:g})" if "unwaited_sends_per_request" in c else ""
-            sync = f"{c['added_sync_read_p50_ms']:.2f}" if "added_sync_read_p50_ms" in c else "-"
-            lines.append(f"| {label} (load average {c['load_avg_1m']:.1f}) | {c['round_trips_per_request']:g}{sends} | "
-                         f"{c['ping_p50_ms']:.2f} | {c['local_p50_ms']:.2f} | {c['state_p50_ms']:.2f} "
-                         f"({c['state_p95_ms']:.2f}) | **{c['added_p50_ms']:.2f}** | {sync} |")
+        if c and "added_elsewhere_p50_ms" in c:
+            lines.append(f"| {label} (load average {c['load_avg_1m']:.1f}) | {c['ping_p50_ms']:.2f} | "
+                         f"{c['local_p50_ms']:.2f} | {c['state_p50_ms']:.2f} ({c['state_p95_ms']:.2f}) | "
+                         f"**{c['added_p50_ms']:.2f}** | {c['round_trips_per_request']:g} "
+                         f"(+{c['unwaited_sends_per_request']:g}) | {c['state_elsewhere_p50_ms']:.2f} "
+                         f"({c['state_elsewhere_p95_ms']:.2f}) | **{c['added_elsewhere_p50_ms']:.2f}** | "
+                         f"{c['elsewhere_round_trips_per_request']:g} (+{c['elsewhere_unwaited_sends_per_request']:g}) "
+                         f"| {c['added_elsewhere_sync_read_p50_ms']:.2f} |")
+    lines += ["", "What a request costs the process, answers included (requests back to back, every unwaited "
+              "write's answer read by the end, best of 3; the sender's thread parses them under the same GIL): "
+              "ms per request, [state] / local:", ""]
+    for key, label, _ in IDLE_CONDITIONS:
+        c = r.get(key)
+        if c and "state_per_request_ms" in c:
+            lines.append(f"- {label}: {c['state_per_request_ms']:.2f} / {c['local_per_request_ms']:.2f} "
+                         f"(**+{c['state_per_request_ms'] - c['local_per_request_ms']:.2f}**)")
     calls = [row["throughput"]["state_calls"] for row in r["rows"] if row.get("throughput")]
     if calls:
         lines += ["", "State calls, timed from a process of their own on the same Redis while the servers were busy "
