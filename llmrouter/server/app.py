@@ -73,7 +73,8 @@ class AppState:
 
     async def admit(self, key: KeyRecord | None, router: Router, req: Request, model: str) -> None:
         """Count the request against its key's limits (429 past one), reading with it what the
-        routing policy will read before the model: one round trip for both, on the asyncio client."""
+        routing policy will read before the model: at most one round trip for both, on the asyncio
+        client (none when all of it is known here: state/headroom.py)."""
         if key is None or self.meter is None:
             return
         admission = self.meter.admission(key)

@@ -1,8 +1,9 @@
 """The server's one waited round trip, through redis-py's asyncio client: while a request waits
 for Redis, the event loop serves the others.
 
-A served request waits for Redis once, before the model (the key meter's checks with the
-policy's read: server/app.py `AppState.admit`); its writes go unwaited (state/sender.py). The
+A served request waits for Redis at most once, before the model (the key meter's checks with
+the policy's read: server/app.py `AppState.admit`), and not at all when everything it reads is
+known here (state/headroom.py); its writes go unwaited (state/sender.py). The
 policy, the meter and the breakers stay synchronous library code: `Router.decide` and the CLI use
 them without an event loop, through the same Reads; only how those reads travel differs here. The
 same circuit applies: while Redis is down the reads take their local values at once.

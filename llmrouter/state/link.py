@@ -9,7 +9,9 @@ Round trips are what the shared state costs a request, so it waits for as few as
 link.batch():` sends them together when it closes), and go out on the sender's connection, whose
 thread reads their answers (state/sender.py says why that is safe). Reads a step needs at once go
 together through `read_all`; a caller can hand its reads to another as one `Read.all`. A served
-request waits for one round trip (tests/integration/test_state_round_trips.py).
+request waits for at most one round trip, and for none when its counters are far below their
+limits (state/headroom.py) and its session, if it has one, was served here lately
+(tests/integration/test_state_round_trips.py).
 
 Two clients: the server's one waited read goes through redis-py's asyncio client (state/aio.py),
 so that the event loop serves other requests while it lasts. Everything else is synchronous
