@@ -18,17 +18,19 @@ the estimate stays fresh without a read.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 
 @dataclass
 class Headroom:
-    """Values read per name (value, oldest bucket for a window's sum, read at), this process's
-    unanswered adds per name, and the rule for answering from them."""
+    """Values read per name (value, oldest bucket for a window's sum, read at; the `max_names`
+    last used), this process's unanswered adds per name, and the rule for answering from them."""
 
     read_ttl_s: float
     local_below: float
-    read: dict[str, tuple[float, int, float]] = field(default_factory=dict)
+    max_names: int = 100_000  # callers named by a client (metadata `user`) must not grow it without end
+    read: OrderedDict[str, tuple[float, int, float]] = field(default_factory=OrderedDict)
     unanswered: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -38,6 +40,9 @@ class Headroom:
             kept = self.read.get(name)
             if kept is None or kept[2] <= at:
                 self.read[name] = (value, oldest, at)
+                self.read.move_to_end(name)
+                while len(self.read) > self.max_names:
+                    self.read.popitem(last=False)
 
     def sending(self, name: str, amount: float) -> None:
         """An add of `amount` is on its way (only increases count: a give-back may lag)."""

@@ -187,3 +187,12 @@ def test_headroom_answers_here_only_from_a_fresh_read_far_below_the_limit():
     known.saw("k", 30.0, at=9.0)  # an answer older than the one kept
     assert known.estimate("k", 10.5) == (40.0, 7)
     assert known.estimate("k", 11.0) is None  # read_ttl_s old: read again
+
+
+def test_headroom_keeps_only_the_names_used_last():
+    from llmrouter.state.headroom import Headroom
+
+    known = Headroom(read_ttl_s=1.0, local_below=0.5, max_names=2)
+    for n, name in enumerate(("a", "b", "c")):
+        known.saw(name, 1.0, at=float(n))
+    assert list(known.read) == ["b", "c"] and known.estimate("a", 2.0) is None
