@@ -145,7 +145,8 @@ class RoutingPolicy:
     def _state_read(self, request: Request) -> Read[tuple[tuple[str, float, float] | None, str | None]]:
         caps = self._caps(request)
         session = str(request.metadata.get("session") or "")
-        spent = self.ledger.usage_read([name for _, name, _ in caps], [cap for *_, cap in caps]) if caps else Read.known([])
+        names, limits = [name for _, name, _ in caps], [cap for _, _, cap in caps]
+        spent = self.ledger.usage_read(names, limits) if caps else Read.known([])
         route = self.sessions.get_read(session) if self.sessions is not None and session else Read.known(None)
 
         def over_and_sticky(values: list[Any]) -> tuple[tuple[str, float, float] | None, str | None]:

@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-MARK = "llmrouter_fire_and_forget"
+MARK = "llmrouter_fire_and_forget"  # set on the sender's connection (tests tell its sends apart)
 # how often the reader comes by for answers: a send wakes no thread, so no answer is parsed in
 # the middle of a request on a CPU that was idle (bench/results/scale_out.md)
 READ_EVERY_S = 0.02
-SLEEP_AFTER_S = 1.0  # with nothing sent for this long it sleeps until a send (or flush) wakes it  # set on the sender's connection (tests tell its sends apart)
+SLEEP_AFTER_S = 1.0  # with nothing sent for this long it sleeps until a send (or flush) wakes it
 
 
 @dataclass

@@ -45,7 +45,8 @@ class SharedState:
 
     def key_spend(self) -> SharedSpend:
         s = self.settings
-        return SharedSpend(SharedTotal(self.link, self.key("key:spent_micro_usd"), s.read_ttl_s, local_below=s.local_below))
+        total = SharedTotal(self.link, self.key("key:spent_micro_usd"), s.read_ttl_s, local_below=s.local_below)
+        return SharedSpend(total)
 
     def breaker_flag(self, target: str) -> SharedFlag:
         return SharedFlag(self.link, self.key("breaker", target), self.settings.read_ttl_s)

@@ -2,8 +2,9 @@
 
 Checked against a limit, a total read (or brought back by a charge) within read_ttl_s answers
 here, with this process's own charges since added, while far below it (state/headroom.py);
-otherwise it is read. While Redis is down, charges pile up locally (the last total read plus them is what this process
-believes) and are added to Redis when it is back, so no spend is lost to an outage."""
+otherwise it is read. While Redis is down, charges pile up locally (the last total read plus
+them is what this process believes) and are added to Redis when it is back, so no spend is lost
+to an outage."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class SharedTotal:
         below `limit`)."""
         now = self.clock()
         here = self.known.estimate(name, now)
-        if limit is not None and self.known.room(here, limit) and here is not None:
+        if limit is not None and here is not None and self.known.room(here, limit):
             return Read.known(int(here[0]))
 
         def finish(value: Any) -> int:
