@@ -30,6 +30,9 @@ class StateSettings(Strict):
     # process's own adds since) is below this share of its limit; from there every check asks
     # Redis, so a cap is overshot only by the requests in flight when it is reached (0: always ask)
     local_below: float = Field(0.5, ge=0, lt=1)
+    # how long a session this process served answers its next turn here (None: read_ttl_s). Raise
+    # it when the proxy keeps a session on one process (affinity): its turns then read no Redis
+    session_read_ttl_s: float | None = Field(None, ge=0, le=86400)
     probe_s: float = Field(2.0, gt=0, le=600)  # while Redis is down: how often to try it again
     decision_cache: bool = False  # share the decision cache too
     decision_cache_ttl_s: float = Field(86400.0, gt=0)

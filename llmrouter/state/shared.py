@@ -37,7 +37,9 @@ class SharedState:
         return SharedLedger(self.window(f"t:{table}:spend", window_s))
 
     def sessions(self, table: str, ttl_s: float, max_sessions: int) -> SharedSessions:
-        return SharedSessions(self.link, self.key(f"t:{table}:session"), ttl_s, self.settings.read_ttl_s, max_sessions)
+        s = self.settings
+        read_ttl_s = s.read_ttl_s if s.session_read_ttl_s is None else s.session_read_ttl_s
+        return SharedSessions(self.link, self.key(f"t:{table}:session"), ttl_s, read_ttl_s, max_sessions)
 
     def request_rate(self, what: str) -> SharedRequestRate:
         """Per API key, per minute: `what` is "rpm" or "tpm"."""

@@ -4,6 +4,7 @@ two processes share holds exactly when their requests do not overlap."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -74,3 +75,17 @@ def test_a_key_budget_two_processes_share_is_spent_exactly_once(redis_server, tm
         answered += 1
         assert meter.link is not None and meter.link.flush()
     assert (answered, refused) == (10, 20)
+
+
+@pytest.mark.parametrize("session_read_ttl_s, seen", [(None, "math"), (60.0, "code")])
+def test_with_session_affinity_a_session_this_process_served_is_answered_here(redis_server, session_read_ttl_s, seen):
+    """A process that served a session answers its next turn from its own entry for
+    session_read_ttl_s (a proxy with affinity keeps the session there); by default it reads it."""
+    here = state_on(redis_server.url, session_read_ttl_s=session_read_ttl_s).sessions("t", 600.0, 100)
+    there = state_on(redis_server.url).sessions("t", 600.0, 100)
+    here.set("s", "code")
+    assert here.link.flush()
+    there.set("s", "math")  # the session moved: another process served a turn
+    assert there.link.flush()
+    time.sleep(0.15)  # past the default read_ttl_s
+    assert here.get("s") == seen
