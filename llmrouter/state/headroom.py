@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -43,6 +44,30 @@ class Headroom:
                 self.read.move_to_end(name)
                 while len(self.read) > self.max_names:
                     self.read.popitem(last=False)
+
+    def sent(self, amounts: Mapping[str, float]) -> None:
+        """Adds of `amounts` per name are on their way."""
+        for name, amount in amounts.items():
+            self.sending(name, amount)
+
+    def came_back(self, amounts: Mapping[str, float], at: float,
+                  values: Mapping[str, tuple[float, int]] | None = None) -> None:
+        """The adds `sent` were answered, with each name's new (value, oldest bucket), read as of
+        `at`; or, without `values`, failed."""
+        for name, amount in amounts.items():
+            if values is not None:
+                self.saw(name, values[name][0], at, values[name][1])
+            self.answered(name, amount)
+
+    def last(self, name: str) -> float | None:
+        """The last value read, however old."""
+        with self.lock:
+            kept = self.read.get(name)
+            return kept[0] if kept is not None else None
+
+    def forget(self, name: str) -> None:
+        with self.lock:
+            self.read.pop(name, None)
 
     def sending(self, name: str, amount: float) -> None:
         """An add of `amount` is on its way (only increases count: a give-back may lag)."""

@@ -39,8 +39,7 @@ class SharedTotal:
 
         def finish(value: Any) -> int:
             if value is DOWN:  # the last total read plus what was added since
-                last = self.known.read.get(name)
-                return (int(last[0]) if last else 0) + self._pending.get(name, 0)
+                return int(self.known.last(name) or 0) + self._pending.get(name, 0)
             total = int(value or 0)
             self.known.saw(name, total, now)
             return total
@@ -48,15 +47,14 @@ class SharedTotal:
 
     def add(self, name: str, amount: int) -> None:
         """INCRBY (with the link's open batch, if any); kept pending while Redis is down."""
-        sent_at = self.clock()
-        self.known.sending(name, amount)
+        sent_at, amounts = self.clock(), {name: amount}
+        self.known.sent(amounts)
 
         def known(total: Any) -> None:
-            self.known.saw(name, int(total), sent_at)
-            self.known.answered(name, amount)
+            self.known.came_back(amounts, sent_at, {name: (int(total), -1)})
 
         def pending() -> None:
-            self.known.answered(name, amount)
+            self.known.came_back(amounts, sent_at)
             with self._lock:
                 self._pending[name] = self._pending.get(name, 0) + amount
 
@@ -68,7 +66,7 @@ class SharedTotal:
             for name in list(self._pending):
                 client.incrby(f"{self.prefix}:{name}", self._pending[name])
                 del self._pending[name]
-                self.known.read.pop(name, None)
+                self.known.forget(name)
 
 
 class SharedSpend:
